@@ -1,0 +1,23 @@
+"""Model factory: `build_model(cfg.model, ...)` dispatches on `cfg.model.name`."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+from torch import nn
+
+from lrlab.models.simple_cnn import SimpleCNN
+
+
+def build_model(
+    model_cfg: DictConfig, num_classes: int, in_channels: int, image_size: int
+) -> nn.Module:
+    if model_cfg.name == "simple_cnn":
+        return SimpleCNN(
+            num_classes=num_classes,
+            in_channels=in_channels,
+            channels=tuple(model_cfg.channels),
+            hidden=model_cfg.hidden,
+            dropout=model_cfg.dropout,
+            init=model_cfg.init,
+        )
+    raise ValueError(f"model.name={model_cfg.name!r} is unknown; use simple_cnn or timm")

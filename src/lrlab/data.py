@@ -1,0 +1,256 @@
+"""Data sets and loaders: `build_data(cfg)` dispatches on `cfg.data.name`.
+
+- `digits`: scikit-learn's bundled 8x8 handwritten digits (no download), upsampled.
+- `flowers` / `imagefolder`: any folder of class subfolders, with a stratified, seeded
+  validation split (or a separate `val_root`), train augmentation, and per-channel mean/std
+  computed from the train split once and cached.
+- `cifar10`: torchvision's CIFAR-10 (downloads when online; clear error offline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from lrlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class DataBundle:
+    train_loader: DataLoader
+    val_loader: DataLoader
+    num_classes: int
+    in_channels: int
+    image_size: int
+    class_names: list[str]
+
+
+def build_data(cfg: DictConfig) -> DataBundle:
+    data = cfg.data
+    builders: dict[str, Callable[[DictConfig], tuple[Dataset, Dataset, list[str], int]]] = {
+        "digits": digits_datasets,
+        "flowers": image_folder_datasets,
+        "imagefolder": image_folder_datasets,
+        "cifar10": cifar10_datasets,
+    }
+    if data.name not in builders:
+        raise ConfigError(f"data.name={data.name!r} is unknown; choose one of {sorted(builders)}")
+    if data.batch_size < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {data.batch_size}")
+    if not 0 < data.get("val_fraction", 0.2) < 1:
+        raise ConfigError(f"data.val_fraction must be in (0, 1), got {data.val_fraction}")
+    train_set, val_set, class_names, in_channels = builders[data.name](cfg)
+
+    num_workers = cfg.trainer.num_workers
+    pin = str(cfg.trainer.device).startswith("cuda") or (
+        cfg.trainer.device == "auto" and torch.cuda.is_available()
+    )
+    common = dict(
+        batch_size=data.batch_size,
+        num_workers=num_workers,
+        pin_memory=pin,
+        persistent_workers=num_workers > 0,
+    )
+    # A seeded generator makes the shuffling order (and worker seeds) part of `seed`.
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return DataBundle(
+        train_loader=DataLoader(train_set, shuffle=True, generator=generator, **common),
+        val_loader=DataLoader(val_set, shuffle=False, **common),
+        num_classes=len(class_names),
+        in_channels=in_channels,
+        image_size=data.image_size,
+        class_names=class_names,
+    )
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[list, list]:
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    train_idx, val_idx = train_test_split(
+        indices, test_size=val_fraction, stratify=labels, random_state=seed
+    )
+    return sorted(train_idx.tolist()), sorted(val_idx.tolist())
+
+
+# --- digits -------------------------------------------------------------------------------
+
+
+def digits_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str], int]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # N,1,8,8
+    images = torch.nn.functional.interpolate(
+        images, size=(cfg.data.image_size, cfg.data.image_size), mode="bilinear", align_corners=False
+    )
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    train_idx, val_idx = stratified_split(digits.target, cfg.data.val_fraction, cfg.data.split_seed)
+    train_images = images[train_idx]
+    mean, std = train_images.mean(), train_images.std()  # train split only: no val leakage
+    images = (images - mean) / std
+    return (
+        TensorDataset(images[train_idx], labels[train_idx]),
+        TensorDataset(images[val_idx], labels[val_idx]),
+        [str(d) for d in digits.target_names],
+        1,
+    )
+
+
+# --- folders of images -----------------------------------------------------------------------
+
+
+def image_folder_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str], int]:
+    from torchvision.datasets import ImageFolder
+
+    data = cfg.data
+    root = check_image_root(data.root, "data.root")
+    val_root = check_image_root(data.val_root, "data.val_root") if data.get("val_root") else None
+
+    def folder(path: Path, transform: Callable | None) -> ImageFolder:
+        try:
+            return ImageFolder(str(path), transform=transform)
+        except FileNotFoundError as e:  # torchvision's message names the empty class folders
+            raise ConfigError(f"{path}: {e}") from None
+
+    scan = folder(root, None)
+    if val_root is None:
+        labels = np.array(scan.targets)
+        if np.bincount(labels).min() < 2:
+            raise ConfigError(f"{root}: every class folder needs at least 2 images for a split")
+        train_idx, val_idx = stratified_split(labels, data.val_fraction, data.split_seed)
+        val_scan: ImageFolder | None = None
+    else:
+        train_idx, val_idx = list(range(len(scan))), None
+        val_scan = folder(val_root, None)
+        if val_scan.classes != scan.classes:
+            raise ConfigError(
+                f"data.val_root classes {val_scan.classes} differ from data.root's {scan.classes}"
+            )
+
+    train_files = [scan.samples[i][0] for i in train_idx]
+    all_files = train_files + [p for p, _ in (val_scan.samples if val_scan else [])]
+    mean, std = channel_stats(train_files, all_files, data.image_size, Path(cfg.paths.data_dir))
+    train_tf, val_tf = image_transforms(data.image_size, mean, std, augment=data.augment)
+
+    train_set = Subset(folder(root, train_tf), train_idx)
+    val_set = Subset(folder(root, val_tf), val_idx) if val_idx is not None else folder(val_root, val_tf)
+    return train_set, val_set, scan.classes, 3
+
+
+def check_image_root(path: str | None, key: str) -> Path:
+    if path in (None, "", "???"):
+        raise ConfigError(f"{key} is not set: point it at a folder with one subfolder per class")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"{key}={path!r} does not exist or is not a directory")
+    if not any(p.is_dir() for p in root.iterdir()):
+        raise ConfigError(f"{key}={path!r} has no class subfolders")
+    return root
+
+
+def image_transforms(
+    size: int, mean: list[float], std: list[float], augment: bool
+) -> tuple[Callable, Callable]:
+    from torchvision.transforms import v2
+
+    to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    val = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), *to_tensor])
+    if not augment:
+        return val, val
+    train = v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            *to_tensor,
+        ]
+    )
+    return train, val
+
+
+def channel_stats(
+    train_files: list[str], all_files: list[str], size: int, cache_dir: Path
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of the train split, cached by file list, sizes and mtimes.
+
+    The first (uncached) pass opens every image, so an unreadable file is reported by name
+    before training starts rather than mid-epoch.
+    """
+    key = hashlib.sha256()
+    for f in all_files:
+        st = Path(f).stat()
+        key.update(f"{Path(f).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    key.update(f"size={size}|train={len(train_files)}".encode())
+    cache = cache_dir / "stats_cache" / f"{key.hexdigest()[:20]}.json"
+    if cache.is_file():
+        stats = json.loads(cache.read_text())
+        return stats["mean"], stats["std"]
+
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    to_tensor = v2.Compose(
+        [v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    )
+    train_set = set(train_files)
+    total, total_sq, count = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
+    for f in all_files:
+        try:
+            with Image.open(f) as img:
+                rgb = img.convert("RGB")
+        except Exception as e:  # PIL raises several types for broken files
+            raise ConfigError(f"unreadable image file {f}: {e}") from None
+        if f in train_set:
+            x = to_tensor(rgb).double().flatten(1)
+            total += x.sum(1)
+            total_sq += (x * x).sum(1)
+            count += x.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean * mean).sqrt()
+    stats = {"mean": mean.tolist(), "std": std.tolist()}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(stats))
+    except OSError as e:  # a read-only data dir only costs recomputation next time
+        log.warning("could not cache channel stats at %s: %s", cache, e)
+    return stats["mean"], stats["std"]
+
+
+# --- CIFAR-10 ----------------------------------------------------------------------------------
+
+
+def cifar10_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str], int]:
+    from torchvision.datasets import CIFAR10
+
+    data = cfg.data
+    root = Path(data.root).expanduser()
+    # torchvision's published CIFAR-10 train-split statistics.
+    mean, std = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
+    train_tf, val_tf = image_transforms(data.image_size, mean, std, augment=data.augment)
+    try:
+        train = CIFAR10(str(root), train=True, transform=train_tf, download=data.download)
+        test = CIFAR10(str(root), train=False, transform=val_tf, download=data.download)
+    except RuntimeError as e:  # "Dataset not found or corrupted" with download=False
+        raise ConfigError(
+            f"CIFAR-10 not found under data.root={str(root)!r} ({e}); set data.download=true "
+            "when online, or put cifar-10-batches-py/ there"
+        ) from None
+    except OSError as e:  # URLError and friends: offline
+        raise ConfigError(
+            f"CIFAR-10 is not under data.root={str(root)!r} and downloading it failed ({e}); "
+            "copy cifar-10-python.tar.gz or cifar-10-batches-py/ there and run again"
+        ) from None
+    return train, test, list(train.classes), 3

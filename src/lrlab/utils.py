@@ -1,0 +1,55 @@
+"""Seeding, device selection and environment facts shared by the entry points."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import random
+
+import numpy as np
+import torch
+
+from lrlab.errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def select_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device={device!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={device!r} but CUDA is not available; use auto or cpu")
+    return chosen
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("lrlab", "torch", "torchvision", "timm", "hydra-core", "numpy"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

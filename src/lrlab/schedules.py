@@ -1,0 +1,477 @@
+"""Learning-rate (and momentum) schedules, stepped once per optimizer step.
+
+Every schedule is a pure function of the optimizer step `t` returning a multiplier of each
+param group's peak lr (so the ratios between groups hold at every step), plus, for the cyclic
+ones, a function returning the momentum. One small `torch.optim.lr_scheduler.LRScheduler`
+subclass, `Schedule`, applies them; `build_scheduler` turns a `scheduler:` config into one.
+
+Conventions (all schedules):
+- peak lr of a group = its `initial_lr` if set, else its `lr` at construction;
+- durations are in epochs (fractions allowed), converted with `steps_per_epoch`;
+- absolute lrs in the config (`base_lr`, `eta_min`, `min_lr`) refer to the optimizer's own lr
+  (`optimizer.lr`); every group gets the same fraction of its own peak;
+- past the planned number of steps a schedule holds its final value (never raises).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+LrFn = Callable[[int], float]  # optimizer step -> multiplier of the peak lr
+MomFn = Callable[[int], float]  # optimizer step -> momentum (SGD momentum or Adam beta1)
+
+CLR_BASE_DIV = 6.0  # default CLR base_lr = peak / 6 (the seed study's factor)
+
+
+# --- annealing formulas (fastai's SchedLin/SchedCos/SchedExp/SchedPoly): start -> end as pct 0 -> 1
+
+
+def anneal_linear(start: float, end: float, pct: float) -> float:
+    return start + (end - start) * pct
+
+
+def anneal_cos(start: float, end: float, pct: float) -> float:
+    return start + (1 + math.cos(math.pi * (1 - pct))) * (end - start) / 2
+
+
+def anneal_exp(start: float, end: float, pct: float) -> float:
+    return start * (end / start) ** pct
+
+
+def anneal_poly(start: float, end: float, pct: float, power: float = 2.0) -> float:
+    return start + (end - start) * pct**power
+
+
+ANNEALERS: dict[str, Callable[[float, float, float], float]] = {
+    "cos": anneal_cos,
+    "linear": anneal_linear,
+    "exp": anneal_exp,
+}
+
+
+# --- the scheduler class
+
+
+def group_momentum(group: Mapping[str, Any]) -> float | None:
+    """A param group's momentum: SGD/RMSprop `momentum` or Adam-family `betas[0]` (else None)."""
+    if "betas" in group:
+        return float(group["betas"][0])
+    return float(group["momentum"]) if "momentum" in group else None
+
+
+class Schedule(LRScheduler):
+    """Sets every group's lr to `peak * lr_fn(t)` (and the momentum to `mom_fn(t)`) at step t.
+
+    `step()` after every optimizer step; `epoch_end(val_loss)` after each validation (only a
+    plateau schedule uses it). `state_dict()` holds the position, so a resumed run continues with
+    exactly the values of an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr_fn: LrFn,
+        mom_fn: MomFn | None = None,
+        plateau: dict[str, Any] | None = None,
+        total_steps: int | None = None,
+    ) -> None:
+        self.lr_fn, self.mom_fn, self.total_steps = lr_fn, mom_fn, total_steps
+        self._plateau: ReduceLROnPlateau | None = None
+        if plateau is not None:
+            # torch's ReduceLROnPlateau only acts on an optimizer's lr, so it drives a stand-in
+            # one-parameter optimizer whose lr is the head lr the plateau logic would have set;
+            # the real groups get that fraction of their own peaks (on top of any warmup).
+            self._ref_lr = reference_lr(optimizer)
+            stand_in = torch.optim.SGD([torch.zeros(1)], lr=self._ref_lr)
+            self._plateau = ReduceLROnPlateau(stand_in, mode="min", **plateau)
+        super().__init__(optimizer)  # sets initial_lr, then applies step 0 via self.step()
+
+    def _plateau_factor(self) -> float:
+        if self._plateau is None:
+            return 1.0
+        return self._plateau.optimizer.param_groups[0]["lr"] / self._ref_lr
+
+    def get_lr(self) -> list[float]:
+        mult = self.lr_fn(self.last_epoch) * self._plateau_factor()
+        return [base * mult for base in self.base_lrs]
+
+    def _apply_momentum(self) -> None:
+        if self.mom_fn is None:
+            return
+        m = self.mom_fn(self.last_epoch)
+        for group in self.optimizer.param_groups:
+            if "betas" in group:
+                group["betas"] = (m, *group["betas"][1:])
+            else:
+                group["momentum"] = m
+
+    def _apply(self) -> None:
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        self._apply_momentum()
+
+    def step(self) -> None:  # type: ignore[override]
+        super().step()
+        self._apply_momentum()
+
+    def epoch_end(self, val_loss: float) -> None:
+        if self._plateau is not None:
+            self._plateau.step(val_loss)
+            self._apply()  # a reduction takes effect from the next optimizer step
+
+    def state_dict(self) -> dict[str, Any]:
+        # Only plain data: the schedule functions are rebuilt from the config on resume.
+        state: dict[str, Any] = {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "base_lrs": list(self.base_lrs),
+        }
+        if self._plateau is not None:
+            state["plateau"] = self._plateau.state_dict()
+            state["plateau_lr"] = self._plateau.optimizer.param_groups[0]["lr"]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_epoch = state_dict["last_epoch"]
+        self._step_count = state_dict["_step_count"]
+        self.base_lrs = list(state_dict["base_lrs"])
+        if self._plateau is not None:
+            self._plateau.load_state_dict(dict(state_dict["plateau"]))
+            self._plateau.optimizer.param_groups[0]["lr"] = state_dict["plateau_lr"]
+        self._apply()  # the groups' lr/momentum at the saved step, whatever was loaded before
+
+
+# --- the schedules: (params, total steps, steps per epoch, optimizer.lr) -> (lr_fn, mom_fn)
+
+Params = dict[str, Any]
+Factory = Callable[[Params, int, int, float], tuple[LrFn, MomFn | None]]
+
+
+def _constant(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    return (lambda t: 1.0), None
+
+
+def _step(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    milestones = [round(m * spe) for m in p["milestones"]]  # MultiStepLR decays *at* these steps
+    gamma = p["gamma"]
+    return (lambda t: gamma ** bisect.bisect_right(milestones, t)), None
+
+
+def _cosine(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    eta = p["eta_min"] / ref
+    return (lambda t: anneal_cos(1.0, eta, t / n)), None  # CosineAnnealingLR with T_max = n
+
+
+def _plateau(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    return (lambda t: 1.0), None  # the reductions are applied by Schedule.epoch_end
+
+
+def _clr(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    # torch.optim.lr_scheduler.CyclicLR.get_lr, as a multiplier of the peak.
+    up = _duration(p, "step_size", spe)
+    down = up if p["step_size_down"] is None else _duration(p, "step_size_down", spe)
+    size, ratio = up + down, up / (up + down)
+    low = 1 / CLR_BASE_DIV if p["base_lr"] is None else p["base_lr"] / ref
+    mode, gamma = p["mode"], p["gamma"]
+
+    def height(t: int) -> float:  # 0 at base_lr, 1 at the peak, times the mode's amplitude
+        cycle = math.floor(1 + t / size)
+        x = 1.0 + t / size - cycle
+        rise = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        if mode == "triangular2":
+            return rise / 2.0 ** (cycle - 1)
+        if mode == "exp_range":
+            return rise * gamma**t
+        return rise
+
+    lo_m, hi_m = p["base_momentum"], p["max_momentum"]
+    return (lambda t: low + (1 - low) * height(t)), (lambda t: hi_m - (hi_m - lo_m) * height(t))
+
+
+def _onecycle(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    # torch.optim.lr_scheduler.OneCycleLR.get_lr, as a multiplier of the peak.
+    anneal = ANNEALERS[p["anneal_strategy"]]
+    start = 1.0 / p["div_factor"]
+    final = start / p["final_div_factor"]
+    lo_m, hi_m = p["base_momentum"], p["max_momentum"]
+    up_end = p["pct_start"] * n - 1
+    # (end step, lr from, lr to, momentum from, momentum to)
+    if p["three_phase"]:
+        phases = [
+            (up_end, start, 1.0, hi_m, lo_m),
+            (2 * p["pct_start"] * n - 2, 1.0, start, lo_m, hi_m),
+            (n - 1, start, final, hi_m, hi_m),
+        ]
+    else:
+        phases = [(up_end, start, 1.0, hi_m, lo_m), (n - 1, 1.0, final, lo_m, hi_m)]
+
+    def at(t: int, lr: bool) -> float:
+        t = min(t, n - 1)  # hold the final value past the end (OneCycleLR raises)
+        begin = 0.0
+        for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
+            if t <= end or i == len(phases) - 1:
+                pct = (t - begin) / (end - begin) if end > begin else 1.0
+                return anneal(lr0, lr1, pct) if lr else anneal(m0, m1, pct)
+            begin = end
+        raise AssertionError("unreachable")
+
+    return (lambda t: at(t, True)), (lambda t: at(t, False))
+
+
+def _sgdr(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    # CosineAnnealingWarmRestarts(T_0, T_mult, eta_min) stepped with fractional epochs, counted
+    # in whole steps so restarts land exactly on a step; the peak is multiplied by cycle_decay
+    # at each restart (timm's cycle_decay).
+    first, t_mult = _duration(p, "t_0", spe), p["t_mult"]
+    eta, decay = p["eta_min"] / ref, p["cycle_decay"]
+
+    def lr(t: int) -> float:
+        start, length, cycle = 0, first, 0
+        while t >= start + length:
+            start, length, cycle = start + length, round(length * t_mult), cycle + 1
+        return anneal_cos(decay**cycle, eta, (t - start) / length)
+
+    return lr, None
+
+
+def _flat_cos(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
+    # fastai's fit_flat_cos: combine_scheds([pct_start, 1 - pct_start], [no-op, cos]).
+    pct_start, final = p["pct_start"], 1.0 / p["div_final"]
+
+    def lr(t: int) -> float:
+        pct = t / n
+        if pct < pct_start:
+            return 1.0
+        return anneal_cos(1.0, final, (pct - pct_start) / (1 - pct_start))
+
+    return lr, None
+
+
+# name -> (factory, default params). The YAML files in conf/scheduler/ mirror these defaults.
+_MOMENTUM = {"cycle_momentum": None, "base_momentum": 0.85, "max_momentum": 0.95}
+SCHEDULES: dict[str, tuple[Factory, Params]] = {
+    "constant": (_constant, {}),
+    "step": (_step, {"milestones": [30, 60], "gamma": 0.1}),
+    "cosine": (_cosine, {"eta_min": 0.0}),
+    "plateau": (
+        _plateau,
+        {
+            "factor": 0.1,
+            "patience": 2,
+            "threshold": 1e-4,
+            "threshold_mode": "rel",
+            "cooldown": 0,
+            "min_lr": 0.0,
+        },
+    ),
+    "clr": (
+        _clr,
+        {
+            "base_lr": None,
+            "step_size": 2.0,
+            "step_size_down": None,
+            "mode": "triangular",
+            "gamma": 1.0,
+            **_MOMENTUM,
+            "cycle_momentum": False,
+            "base_momentum": 0.8,
+            "max_momentum": 0.9,
+        },
+    ),
+    "onecycle": (
+        _onecycle,
+        {
+            "pct_start": 0.3,
+            "div_factor": 25.0,
+            "final_div_factor": 1e4,
+            "anneal_strategy": "cos",
+            "three_phase": False,
+            **_MOMENTUM,
+        },
+    ),
+    "sgdr": (_sgdr, {"t_0": 1.0, "t_mult": 2.0, "eta_min": 0.0, "cycle_decay": 1.0}),
+    "flat_cos": (_flat_cos, {"pct_start": 0.75, "div_final": 1e5}),
+}
+COMMON = {"warmup_epochs": 0.0, "warmup_start_factor": 0.0}
+
+
+# --- building from a config
+
+
+def reference_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The optimizer's own lr (`optimizer.lr` in the config), which absolute config lrs refer to."""
+    lr = optimizer.defaults.get("lr")
+    if lr is None:
+        group = optimizer.param_groups[0]
+        lr = group.get("initial_lr", group["lr"])
+    return float(lr)
+
+
+def _bad(key: str, value: Any, why: str) -> ValueError:
+    return ValueError(f"scheduler.{key}={value!r}: {why}")
+
+
+def _duration(p: Params, key: str, spe: int) -> int:
+    """A positive duration in epochs, as a whole number (at least 1) of optimizer steps."""
+    return max(1, round(p[key] * spe))
+
+
+def _check(name: str, p: Params, ref: float) -> None:
+    """One-line errors for bad values, before any training work."""
+
+    def need(key: str, ok: bool, why: str) -> None:
+        if not ok:
+            raise _bad(key, p[key], why)
+
+    def number(key: str) -> bool:
+        return isinstance(p[key], (int, float)) and not isinstance(p[key], bool)
+
+    need("warmup_epochs", number("warmup_epochs") and p["warmup_epochs"] >= 0, "must be >= 0")
+    need(
+        "warmup_start_factor",
+        number("warmup_start_factor") and 0 <= p["warmup_start_factor"] <= 1,
+        "must be in [0, 1]",
+    )
+    for key in ("eta_min", "min_lr"):
+        if key in p:
+            need(key, number(key) and 0 <= p[key] < ref, f"must be in [0, optimizer.lr={ref})")
+    for key in ("step_size", "t_0"):
+        if key in p:
+            need(key, number(key) and p[key] > 0, "must be a positive number of epochs")
+    for key in ("div_factor", "final_div_factor", "div_final"):
+        if key in p:
+            need(key, number(key) and p[key] > 0, "must be > 0")
+    if "pct_start" in p:
+        need("pct_start", number("pct_start") and 0 < p["pct_start"] < 1, "must be in (0, 1)")
+    if "base_momentum" in p:
+        for key in ("base_momentum", "max_momentum"):
+            need(key, number(key) and 0 <= p[key] < 1, "must be in [0, 1)")
+        need(
+            "cycle_momentum", p["cycle_momentum"] in (None, True, False), "must be null|true|false"
+        )
+    if name == "step":
+        ms = p["milestones"]
+        ok = isinstance(ms, (list, tuple)) and all(isinstance(m, (int, float)) for m in ms)
+        need("milestones", ok and list(ms) == sorted(ms) and all(m > 0 for m in ms),
+             "must be an increasing list of epochs > 0")  # fmt: skip
+        need("gamma", number("gamma") and p["gamma"] > 0, "must be > 0")
+    if name == "plateau":
+        need("factor", number("factor") and 0 < p["factor"] < 1, "must be in (0, 1)")
+        for key in ("patience", "cooldown"):
+            need(key, isinstance(p[key], int) and p[key] >= 0, "must be an integer >= 0")
+        need("threshold_mode", p["threshold_mode"] in ("rel", "abs"), "must be rel|abs")
+    if name == "clr":
+        need("mode", p["mode"] in ("triangular", "triangular2", "exp_range"),
+             "must be triangular|triangular2|exp_range")  # fmt: skip
+        need("gamma", number("gamma") and 0 < p["gamma"] <= 1, "must be in (0, 1]")
+        if p["base_lr"] is not None:
+            need("base_lr", number("base_lr") and 0 <= p["base_lr"] < ref,
+                 f"must be null (= optimizer.lr / {CLR_BASE_DIV:g}) or in [0, optimizer.lr={ref})")  # fmt: skip
+        if p["step_size_down"] is not None:
+            need("step_size_down", number("step_size_down") and p["step_size_down"] > 0,
+                 "must be null (= step_size) or a positive number of epochs")  # fmt: skip
+    if name == "onecycle":
+        need(
+            "anneal_strategy",
+            p["anneal_strategy"] in ANNEALERS,
+            f"must be one of {list(ANNEALERS)}",
+        )
+        need("three_phase", isinstance(p["three_phase"], bool), "must be true|false")
+    if name == "sgdr":
+        need("t_mult", number("t_mult") and p["t_mult"] >= 1, "must be >= 1")
+        need(
+            "cycle_decay", number("cycle_decay") and 0 < p["cycle_decay"] <= 1, "must be in (0, 1]"
+        )
+
+
+def _cycles_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> bool:
+    """null (auto): cycle Adam-family beta1, or SGD/RMSprop momentum when it is nonzero."""
+    d = optimizer.defaults
+    if setting is None:
+        return "betas" in d or float(d.get("momentum", 0.0)) > 0
+    if setting and "betas" not in d and "momentum" not in d:
+        raise _bad(
+            "cycle_momentum", True, f"{type(optimizer).__name__} has no momentum or betas to cycle"
+        )
+    return bool(setting)
+
+
+def _with_warmup(lr_fn: LrFn, mom_fn: MomFn | None, steps: int, start: float):
+    """Linear warmup from `start` x the schedule's first value to it, then the schedule."""
+    first = lr_fn(0)
+
+    def lr(t: int) -> float:
+        return first * (start + (1 - start) * t / steps) if t < steps else lr_fn(t - steps)
+
+    if mom_fn is None:
+        return lr, None
+    return lr, (lambda t: mom_fn(max(0, t - steps)))
+
+
+def build_scheduler(
+    sched_cfg: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+) -> Schedule:
+    """The `scheduler:` config as a `Schedule` over `epochs * steps_per_epoch` optimizer steps."""
+    from omegaconf import DictConfig, OmegaConf
+
+    cfg = (
+        OmegaConf.to_container(sched_cfg, resolve=True)
+        if isinstance(sched_cfg, DictConfig)
+        else dict(sched_cfg)
+    )
+    name = cfg.pop("name", None)
+    if name not in SCHEDULES:
+        raise ValueError(f"scheduler.name={name!r} is unknown; choose one of {sorted(SCHEDULES)}")
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(
+            f"need steps_per_epoch >= 1 and epochs >= 1, got {steps_per_epoch}, {epochs}"
+        )
+    factory, defaults = SCHEDULES[name]
+    params = {**COMMON, **defaults}
+    unknown = sorted(set(cfg) - set(params))
+    if unknown:
+        raise ValueError(
+            f"scheduler.{unknown[0]} is not a parameter of scheduler {name!r} (it takes {sorted(params)})"
+        )
+    params.update(cfg)
+    ref = reference_lr(optimizer)
+    if not ref > 0:
+        raise ValueError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
+    _check(name, params, ref)
+
+    total = steps_per_epoch * epochs
+    warmup = round(params["warmup_epochs"] * steps_per_epoch)
+    if warmup >= total:
+        raise _bad(
+            "warmup_epochs", params["warmup_epochs"], f"leaves no steps of the {epochs}-epoch run"
+        )
+    n = total - warmup  # the schedule proper runs after the warmup
+    lr_fn, mom_fn = factory(params, n, steps_per_epoch, ref)
+    if "cycle_momentum" in params and not _cycles_momentum(params["cycle_momentum"], optimizer):
+        mom_fn = None
+    if warmup:
+        lr_fn, mom_fn = _with_warmup(lr_fn, mom_fn, warmup, params["warmup_start_factor"])
+
+    def held(t: int) -> float:  # past the planned end: the final value
+        return lr_fn(min(t, total))
+
+    plateau = None
+    if name == "plateau":
+        plateau = {k: params[k] for k in SCHEDULES["plateau"][1]}
+    return Schedule(
+        optimizer,
+        held,
+        None if mom_fn is None else (lambda t: mom_fn(min(t, total))),
+        plateau=plateau,
+        total_steps=total,
+    )

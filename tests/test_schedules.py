@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import math
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch.optim import lr_scheduler as tls
 
-from lrlab.schedules import build_scheduler, group_momentum
+from lrlab.schedules import (
+    COMMON,
+    SCHEDULES,
+    anneal_cos,
+    anneal_exp,
+    anneal_linear,
+    anneal_poly,
+    build_scheduler,
+    group_momentum,
+)
 
 SPE, EPOCHS = 7, 3  # 21 optimizer steps: small, with fractional phase boundaries
 TOTAL = SPE * EPOCHS
@@ -88,3 +103,306 @@ def test_onecycle_matches_torch(kind, override):
     assert_traces_close(got, expected)
     assert got[0][0] == pytest.approx(0.1 / p["div_factor"])
     assert got[-1][0] == pytest.approx(0.1 / p["div_factor"] / p["final_div_factor"])
+
+
+# --- the fastai annealing formulas, at the values fastai's docs list
+
+
+@pytest.mark.parametrize(
+    "fn, start, end, expected",
+    [
+        (anneal_cos, 0, 2, [0, 0.29289, 1, 1.70711, 2]),
+        (anneal_exp, 1, 2, [1, 1.18921, 1.41421, 1.68179, 2]),
+        (lambda s, e, p: anneal_poly(s, e, p, 2), 0, 2, [0, 0.125, 0.5, 1.125, 2]),
+        (anneal_linear, 0, 2, [0, 0.5, 1, 1.5, 2]),
+    ],
+)
+def test_annealing_formulas(fn, start, end, expected):
+    got = [fn(start, end, pct) for pct in (0, 0.25, 0.5, 0.75, 1)]
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+# --- clr / sgdr / cosine / step / plateau vs torch
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize(
+    "mode, gamma, step_size, step_size_down",
+    [
+        ("triangular", 1.0, 1.0, None),
+        ("triangular2", 1.0, 0.5, None),  # 3.5 -> 4 steps up: cycles of fractional epochs
+        ("exp_range", 0.97, 1.0, 2.0),
+    ],
+)
+def test_clr_matches_torch(kind, mode, gamma, step_size, step_size_down):
+    up = math.floor(step_size * SPE + 0.5)
+    down = None if step_size_down is None else math.floor(step_size_down * SPE + 0.5)
+    ref_opt = make_opt(kind)
+    ref = tls.CyclicLR(ref_opt, base_lr=0.1 / 6, max_lr=0.1, step_size_up=up,
+                       step_size_down=down, mode=mode, gamma=gamma, cycle_momentum=True)  # fmt: skip
+    expected = trace(ref_opt, ref, TOTAL)
+    cfg = {"name": "clr", "step_size": step_size, "step_size_down": step_size_down,
+           "mode": mode, "gamma": gamma, "cycle_momentum": True}  # fmt: skip
+    opt = make_opt(kind)
+    got = trace(opt, build(cfg, opt), TOTAL)
+    assert_traces_close(got, expected)
+    assert got[0][0] == pytest.approx(0.1 / 6)  # base_lr: null -> peak / 6
+    assert got[up][0] == pytest.approx(
+        0.1 if mode != "exp_range" else 0.1 / 6 + 0.1 * 5 / 6 * gamma**up
+    )
+
+
+def test_clr_numeric_base_lr_and_momentum_off_by_default():
+    ref_opt = make_opt()
+    ref = tls.CyclicLR(ref_opt, base_lr=0.02, max_lr=0.1, step_size_up=SPE, cycle_momentum=False)
+    expected = trace(ref_opt, ref, TOTAL)
+    opt = make_opt()
+    got = trace(opt, build({"name": "clr", "base_lr": 0.02, "step_size": 1}, opt), TOTAL)
+    assert_traces_close(got, expected)
+    assert {row[-1] for row in got} == {0.9}  # the optimizer's own momentum, untouched
+
+
+def test_clr_base_lr_follows_the_peak():
+    """base_lr: null is peak / 6 of whatever lr the optimizer has (e.g. set by the LR finder)."""
+    opt = make_opt(lrs=(0.37,))
+    got = trace(opt, build({"name": "clr", "step_size": 1}, opt), SPE + 1)
+    assert got[0][0] == pytest.approx(0.37 / 6)
+    assert got[SPE][0] == pytest.approx(0.37)
+
+
+@pytest.mark.parametrize("t_0, t_mult, eta_min", [(1, 2, 0.0), (2, 1, 0.001), (1, 3, 0.01)])
+def test_sgdr_matches_warm_restarts_with_fractional_epochs(t_0, t_mult, eta_min):
+    spe, epochs = 8, 7  # t_mult 2: restarts at epochs 1, 3 (and 7, the end)
+    ref_opt = make_opt()
+    ref = tls.CosineAnnealingWarmRestarts(ref_opt, T_0=t_0, T_mult=t_mult, eta_min=eta_min)
+    expected = trace(ref_opt, ref, spe * epochs, stepper=lambda t: ref.step((t + 1) / spe))
+    cfg = {"name": "sgdr", "t_0": t_0, "t_mult": t_mult, "eta_min": eta_min}
+    opt = make_opt()
+    got = trace(opt, build(cfg, opt, spe, epochs), spe * epochs)
+    assert_traces_close(got, expected)
+    restarts = [t for t in range(1, len(got)) if got[t][0] > got[t - 1][0]]
+    first = [spe * t_0 * (t_mult**k - 1) // max(t_mult - 1, 1) for k in (1, 2)]
+    expected_restarts = first if t_mult > 1 else [spe * t_0 * k for k in (1, 2, 3)]
+    assert restarts == [r for r in expected_restarts if r < spe * epochs]
+
+
+def test_sgdr_fastai_defaults_and_cycle_decay():
+    opt = make_opt()
+    got = trace(opt, build({"name": "sgdr", "cycle_decay": 0.5}, opt, 4, 7), 28)
+    lrs = [row[0] for row in got]
+    assert [lrs[t] for t in (0, 4, 12)] == pytest.approx([0.1, 0.05, 0.025])  # epochs 0, 1, 3
+    assert lrs[3] < lrs[4] and lrs[11] < lrs[12]  # restarts at epochs 1 and 3
+
+
+@pytest.mark.parametrize("eta_min", [0.0, 0.004])
+def test_cosine_matches_torch(eta_min):
+    ref_opt = make_opt()
+    ref = tls.CosineAnnealingLR(ref_opt, T_max=TOTAL, eta_min=eta_min)
+    expected = trace(ref_opt, ref, TOTAL + 1)  # T_max steps later it reaches eta_min
+    opt = make_opt()
+    got = trace(opt, build({"name": "cosine", "eta_min": eta_min}, opt), TOTAL + 1)
+    assert_traces_close(got, expected)
+    assert got[-1][0] == pytest.approx(eta_min)
+
+
+def test_step_matches_multisteplr_with_fractional_milestones():
+    ref_opt = make_opt()
+    ref = tls.MultiStepLR(ref_opt, milestones=[SPE, 11], gamma=0.5)  # 1.5 epochs = 10.5 -> 11
+    expected = trace(ref_opt, ref, TOTAL)
+    opt = make_opt()
+    got = trace(opt, build({"name": "step", "milestones": [1, 1.5], "gamma": 0.5}, opt), TOTAL)
+    assert_traces_close(got, expected)
+
+
+def test_plateau_matches_reduce_lr_on_plateau():
+    losses = [1.0, 0.9, 0.95, 0.91, 0.92, 0.93, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    params = {"factor": 0.5, "patience": 1, "cooldown": 1, "min_lr": 0.02}
+    ref_opt = make_opt(lrs=(0.1,))
+    ref = tls.ReduceLROnPlateau(ref_opt, **params)
+    opt = make_opt(lrs=(0.1, 0.01))
+    sched = build({"name": "plateau", **params}, opt, SPE, len(losses))
+    for loss in losses:
+        for _ in range(SPE):
+            opt.step()
+            sched.step()
+        sched.epoch_end(loss)
+        ref.step(loss)
+        lr = ref_opt.param_groups[0]["lr"]
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr, lr / 10])
+    assert ref_opt.param_groups[0]["lr"] == 0.02  # the run reached min_lr
+
+
+def test_flat_cos_is_fastai_fit_flat_cos():
+    spe, epochs = 10, 4  # 40 steps: flat for 30, cosine over the last 10
+    opt = make_opt()
+    lrs = [row[0] for row in trace(opt, build({"name": "flat_cos"}, opt, spe, epochs), 45)]
+    assert lrs[:31] == [0.1] * 31
+    assert lrs[35] == pytest.approx(anneal_cos(0.1, 1e-6, 0.5))
+    assert lrs[40:] == pytest.approx([1e-6] * 5)  # peak / div_final, held past the end
+    assert all(a > b for a, b in itertools.pairwise(lrs[30:41]))
+
+
+# --- properties every schedule must have
+
+ALL = {
+    "constant": {},
+    "step": {"milestones": [1, 2]},
+    "cosine": {"eta_min": 0.001},
+    "plateau": {},
+    "clr": {"step_size": 0.5, "mode": "triangular2", "cycle_momentum": True},
+    "onecycle": {},
+    "sgdr": {"t_0": 0.5, "eta_min": 0.001},
+    "flat_cos": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_group_ratios_held_at_every_step(name):
+    peaks = (0.1, 0.01, 0.003)
+    opt = make_opt(lrs=peaks)
+    sched = build({"name": name, **ALL[name], "warmup_epochs": 0.5}, opt)
+    rows = trace(opt, sched, TOTAL + 3, stepper=lambda t: (sched.step(), sched.epoch_end(1.0)))
+    for t, row in enumerate(rows):
+        assert row[1] == pytest.approx(0.1 * row[0], rel=1e-12, abs=0), t
+        assert row[2] == pytest.approx(0.03 * row[0], rel=1e-12, abs=0), t
+    assert len({row[0] for row in rows}) > 3  # the lrs really moved
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_stepping_past_the_end_holds_the_final_value(name):
+    opt = make_opt(kind="adam")
+    sched = build({"name": name, **ALL[name]}, opt)
+    rows = trace(opt, sched, 3 * TOTAL)
+    assert rows[TOTAL:] == [rows[TOTAL]] * (2 * TOTAL)
+    if name == "onecycle":  # the final value is the last planned step's
+        assert rows[TOTAL - 1] == rows[TOTAL]
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_warmup_precedes_every_schedule(name):
+    cfg = {"name": name, **ALL[name]}
+    plain_opt = make_opt(kind="adam")
+    plain = trace(plain_opt, build(cfg, plain_opt, SPE, EPOCHS - 1), TOTAL - SPE)
+    opt = make_opt(kind="adam")
+    warm = build({**cfg, "warmup_epochs": 1, "warmup_start_factor": 0.1}, opt, SPE, EPOCHS)
+    got = trace(opt, warm, TOTAL)
+    # the warmup is torch's LinearLR(start_factor=0.1) up to the schedule's first lr ...
+    ref_opt = make_opt(kind="adam", lrs=(plain[0][0],))
+    ref = tls.LinearLR(ref_opt, start_factor=0.1, total_iters=SPE)
+    assert [row[0] for row in got[:SPE]] == pytest.approx([r[0] for r in trace(ref_opt, ref, SPE)])
+    assert {row[1] for row in got[:SPE]} == {plain[0][1]}  # momentum waits at its first value
+    # ... then the schedule itself, over the remaining epochs
+    assert_traces_close(got[SPE:], plain)
+
+
+def run_with_epoch_ends(opt, sched, steps: int, start: int = 0) -> list[tuple]:
+    """Trace with plateau-style epoch_end calls (val loss stalls from epoch 1) every SPE steps."""
+
+    def stepper(t: int) -> None:
+        sched.step()
+        if (start + t + 1) % SPE == 0:
+            sched.epoch_end(1.0)
+
+    return trace(opt, sched, steps, stepper)
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.parametrize("k", [5, SPE * 2])
+def test_state_dict_round_trip_resumes_exactly(name, k):
+    cfg = {"name": name, **ALL[name], "warmup_epochs": 0.5, "patience": 0} if name == "plateau" else {
+        "name": name, **ALL[name], "warmup_epochs": 0.5}  # fmt: skip
+    steps = 2 * TOTAL
+    opt = make_opt(kind="sgd", lrs=(0.1, 0.02))
+    uninterrupted = run_with_epoch_ends(opt, build(cfg, opt), steps)
+
+    opt_a = make_opt(kind="sgd", lrs=(0.1, 0.02))
+    sched_a = build(cfg, opt_a)
+    first = run_with_epoch_ends(opt_a, sched_a, k)
+    buf = io.BytesIO()  # through torch.save/load(weights_only=True), as the checkpoint is
+    torch.save({"optimizer": opt_a.state_dict(), "scheduler": sched_a.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+
+    opt_b = make_opt(kind="sgd", lrs=(0.1, 0.02))
+    sched_b = build(cfg, opt_b)  # the training loop's order: build, load optimizer, load schedule
+    opt_b.load_state_dict(state["optimizer"])
+    sched_b.load_state_dict(state["scheduler"])
+    rest = run_with_epoch_ends(opt_b, sched_b, steps - k, start=k)
+    assert first + rest == uninterrupted
+
+
+def test_schedule_state_alone_restores_the_position():
+    """Loading only the schedule's state (fresh optimizer) already puts lr and momentum in place."""
+    opt_a = make_opt()
+    sched_a = build({"name": "onecycle"}, opt_a)
+    trace(opt_a, sched_a, 9)
+    opt_b = make_opt()
+    sched_b = build({"name": "onecycle"}, opt_b)
+    sched_b.load_state_dict(sched_a.state_dict())
+    assert opt_b.param_groups[0]["lr"] == opt_a.param_groups[0]["lr"]
+    assert opt_b.param_groups[0]["momentum"] == opt_a.param_groups[0]["momentum"]
+
+
+# --- momentum handling and configuration
+
+
+def test_momentum_cycling_auto_follows_the_optimizer():
+    opt = make_opt(kind="adagrad")  # no momentum to cycle: lr only, no error
+    got = trace(opt, build({"name": "onecycle"}, opt), TOTAL)
+    assert got[0][0] == pytest.approx(0.004) and got[0][-1] is None
+    plain = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # momentum 0
+    build({"name": "onecycle"}, plain)
+    assert plain.param_groups[0]["momentum"] == 0  # plain SGD stays plain
+    build({"name": "onecycle", "cycle_momentum": True}, plain)
+    assert plain.param_groups[0]["momentum"] == 0.95
+    adam = make_opt(kind="adam")
+    build({"name": "onecycle", "cycle_momentum": False}, adam)
+    assert adam.param_groups[0]["betas"] == (0.9, 0.999)
+
+
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        ({"name": "linear"}, "scheduler.name='linear'"),
+        ({}, "scheduler.name=None"),
+        ({"name": "onecycle", "pct_strat": 0.3}, "scheduler.pct_strat"),
+        ({"name": "cosine", "milestones": [1]}, "scheduler.milestones"),
+        ({"name": "onecycle", "pct_start": 1.5}, r"scheduler.pct_start=1.5"),
+        ({"name": "onecycle", "anneal_strategy": "cosine"}, "scheduler.anneal_strategy='cosine'"),
+        ({"name": "clr", "mode": "triangle"}, "scheduler.mode='triangle'"),
+        ({"name": "clr", "base_lr": 0.5}, r"scheduler.base_lr=0.5"),
+        ({"name": "clr", "step_size": 0}, "scheduler.step_size=0"),
+        ({"name": "step", "milestones": [2, 1]}, r"scheduler.milestones=\[2, 1\]"),
+        ({"name": "sgdr", "t_mult": 0.5}, "scheduler.t_mult=0.5"),
+        ({"name": "plateau", "factor": 2}, "scheduler.factor=2"),
+        ({"name": "cosine", "eta_min": 1.0}, "scheduler.eta_min=1.0"),
+        ({"name": "constant", "warmup_epochs": EPOCHS}, "scheduler.warmup_epochs=3"),
+        ({"name": "constant", "warmup_epochs": -1}, "scheduler.warmup_epochs=-1"),
+    ],
+)
+def test_bad_config_values_raise_one_clear_error(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        build(cfg, make_opt())
+
+
+def test_cycle_momentum_true_needs_momentum():
+    with pytest.raises(
+        ValueError, match=r"scheduler\.cycle_momentum=True: Adagrad has no momentum"
+    ):
+        build({"name": "clr", "cycle_momentum": True}, make_opt(kind="adagrad"))
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "scheduler"
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_yaml_files_mirror_the_code_defaults(path):
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    assert cfg.pop("name") == path.stem
+    _, defaults = SCHEDULES[path.stem]
+    assert cfg == {**COMMON, **defaults}
+    build({"name": path.stem, **cfg}, make_opt())  # and builds
+
+
+def test_every_schedule_has_a_yaml_file():
+    assert {p.stem for p in CONF.glob("*.yaml")} == set(SCHEDULES)

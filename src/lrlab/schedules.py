@@ -16,12 +16,15 @@ Conventions (all schedules):
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+log = logging.getLogger(__name__)
 
 LrFn = Callable[[int], float]  # optimizer step -> multiplier of the peak lr
 MomFn = Callable[[int], float]  # optimizer step -> momentum (SGD momentum or Adam beta1)
@@ -159,7 +162,9 @@ def _constant(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | No
 
 
 def _step(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    milestones = [round(m * spe) for m in p["milestones"]]  # MultiStepLR decays *at* these steps
+    milestones = [_steps(m, spe) for m in p["milestones"]]  # MultiStepLR decays *at* these steps
+    if milestones[-1:] and milestones[-1] >= n:
+        log.warning("scheduler.milestones=%s: some lie past the run's end", p["milestones"])
     gamma = p["gamma"]
     return (lambda t: gamma ** bisect.bisect_right(milestones, t)), None
 
@@ -232,11 +237,14 @@ def _sgdr(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
     first, t_mult = _duration(p, "t_0", spe), p["t_mult"]
     eta, decay = p["eta_min"] / ref, p["cycle_decay"]
 
+    def length(cycle: int) -> int:
+        return max(1, round(first * t_mult**cycle))
+
     def lr(t: int) -> float:
-        start, length, cycle = 0, first, 0
-        while t >= start + length:
-            start, length, cycle = start + length, round(length * t_mult), cycle + 1
-        return anneal_cos(decay**cycle, eta, (t - start) / length)
+        start, cycle = 0, 0
+        while t >= start + length(cycle):
+            start, cycle = start + length(cycle), cycle + 1
+        return anneal_cos(decay**cycle, eta, (t - start) / length(cycle))
 
     return lr, None
 
@@ -255,10 +263,9 @@ def _flat_cos(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | No
 
 
 # name -> (factory, default params). The YAML files in conf/scheduler/ mirror these defaults.
-_MOMENTUM = {"cycle_momentum": None, "base_momentum": 0.85, "max_momentum": 0.95}
 SCHEDULES: dict[str, tuple[Factory, Params]] = {
     "constant": (_constant, {}),
-    "step": (_step, {"milestones": [30, 60], "gamma": 0.1}),
+    "step": (_step, {"milestones": [3, 4], "gamma": 0.1}),
     "cosine": (_cosine, {"eta_min": 0.0}),
     "plateau": (
         _plateau,
@@ -279,8 +286,7 @@ SCHEDULES: dict[str, tuple[Factory, Params]] = {
             "step_size_down": None,
             "mode": "triangular",
             "gamma": 1.0,
-            **_MOMENTUM,
-            "cycle_momentum": False,
+            "cycle_momentum": False,  # CyclicLR's momentum range, off unless asked for
             "base_momentum": 0.8,
             "max_momentum": 0.9,
         },
@@ -293,7 +299,9 @@ SCHEDULES: dict[str, tuple[Factory, Params]] = {
             "final_div_factor": 1e4,
             "anneal_strategy": "cos",
             "three_phase": False,
-            **_MOMENTUM,
+            "cycle_momentum": None,  # OneCycleLR's momentum range, on where there is one
+            "base_momentum": 0.85,
+            "max_momentum": 0.95,
         },
     ),
     "sgdr": (_sgdr, {"t_0": 1.0, "t_mult": 2.0, "eta_min": 0.0, "cycle_decay": 1.0}),
@@ -318,77 +326,68 @@ def _bad(key: str, value: Any, why: str) -> ValueError:
     return ValueError(f"scheduler.{key}={value!r}: {why}")
 
 
+def _steps(epochs: float, spe: int) -> int:
+    """Epochs (fractions allowed) as optimizer steps, rounding halves up."""
+    return math.floor(epochs * spe + 0.5)
+
+
 def _duration(p: Params, key: str, spe: int) -> int:
-    """A positive duration in epochs, as a whole number (at least 1) of optimizer steps."""
-    return max(1, round(p[key] * spe))
+    """A positive duration in epochs as a whole number (at least 1) of optimizer steps."""
+    return max(1, _steps(p[key], spe))
 
 
-def _check(name: str, p: Params, ref: float) -> None:
-    """One-line errors for bad values, before any training work."""
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    def need(key: str, ok: bool, why: str) -> None:
-        if not ok:
-            raise _bad(key, p[key], why)
 
-    def number(key: str) -> bool:
-        return isinstance(p[key], (int, float)) and not isinstance(p[key], bool)
+def _is_epochs(v: Any) -> bool:
+    return _num(v) and v > 0
 
-    need("warmup_epochs", number("warmup_epochs") and p["warmup_epochs"] >= 0, "must be >= 0")
-    need(
-        "warmup_start_factor",
-        number("warmup_start_factor") and 0 <= p["warmup_start_factor"] <= 1,
-        "must be in [0, 1]",
-    )
-    for key in ("eta_min", "min_lr"):
-        if key in p:
-            need(key, number(key) and 0 <= p[key] < ref, f"must be in [0, optimizer.lr={ref})")
-    for key in ("step_size", "t_0"):
-        if key in p:
-            need(key, number(key) and p[key] > 0, "must be a positive number of epochs")
-    for key in ("div_factor", "final_div_factor", "div_final"):
-        if key in p:
-            need(key, number(key) and p[key] > 0, "must be > 0")
-    if "pct_start" in p:
-        need("pct_start", number("pct_start") and 0 < p["pct_start"] < 1, "must be in (0, 1)")
-    if "base_momentum" in p:
-        for key in ("base_momentum", "max_momentum"):
-            need(key, number(key) and 0 <= p[key] < 1, "must be in [0, 1)")
-        need(
-            "cycle_momentum", p["cycle_momentum"] in (None, True, False), "must be null|true|false"
-        )
-    if name == "step":
-        ms = p["milestones"]
-        ok = isinstance(ms, (list, tuple)) and all(isinstance(m, (int, float)) for m in ms)
-        need("milestones", ok and list(ms) == sorted(ms) and all(m > 0 for m in ms),
-             "must be an increasing list of epochs > 0")  # fmt: skip
-        need("gamma", number("gamma") and p["gamma"] > 0, "must be > 0")
-    if name == "plateau":
-        need("factor", number("factor") and 0 < p["factor"] < 1, "must be in (0, 1)")
-        for key in ("patience", "cooldown"):
-            need(key, isinstance(p[key], int) and p[key] >= 0, "must be an integer >= 0")
-        need("threshold_mode", p["threshold_mode"] in ("rel", "abs"), "must be rel|abs")
-    if name == "clr":
-        need("mode", p["mode"] in ("triangular", "triangular2", "exp_range"),
-             "must be triangular|triangular2|exp_range")  # fmt: skip
-        need("gamma", number("gamma") and 0 < p["gamma"] <= 1, "must be in (0, 1]")
-        if p["base_lr"] is not None:
-            need("base_lr", number("base_lr") and 0 <= p["base_lr"] < ref,
-                 f"must be null (= optimizer.lr / {CLR_BASE_DIV:g}) or in [0, optimizer.lr={ref})")  # fmt: skip
-        if p["step_size_down"] is not None:
-            need("step_size_down", number("step_size_down") and p["step_size_down"] > 0,
-                 "must be null (= step_size) or a positive number of epochs")  # fmt: skip
-    if name == "onecycle":
-        need(
-            "anneal_strategy",
-            p["anneal_strategy"] in ANNEALERS,
-            f"must be one of {list(ANNEALERS)}",
-        )
-        need("three_phase", isinstance(p["three_phase"], bool), "must be true|false")
-    if name == "sgdr":
-        need("t_mult", number("t_mult") and p["t_mult"] >= 1, "must be >= 1")
-        need(
-            "cycle_decay", number("cycle_decay") and 0 < p["cycle_decay"] <= 1, "must be in (0, 1]"
-        )
+
+# key -> (is the value ok, given optimizer.lr; what it must be). Checked before any training work.
+_RULES: dict[str, tuple[Callable[[Any, float], bool], str]] = {
+    "warmup_epochs": (lambda v, ref: _num(v) and v >= 0, "must be a number of epochs >= 0"),
+    "warmup_start_factor": (lambda v, ref: _num(v) and 0 <= v <= 1, "must be in [0, 1]"),
+    "eta_min": (lambda v, ref: _num(v) and 0 <= v < ref, "must be in [0, optimizer.lr={ref:g})"),
+    "min_lr": (lambda v, ref: _num(v) and 0 <= v < ref, "must be in [0, optimizer.lr={ref:g})"),
+    "base_lr": (
+        lambda v, ref: v is None or (_num(v) and 0 <= v < ref),
+        "must be null (= optimizer.lr / 6) or in [0, optimizer.lr={ref:g})",
+    ),
+    "milestones": (
+        lambda v, ref: (
+            isinstance(v, (list, tuple)) and all(map(_is_epochs, v)) and list(v) == sorted(v)
+        ),
+        "must be an increasing list of epochs > 0",
+    ),
+    "step_size": (lambda v, ref: _is_epochs(v), "must be a number of epochs > 0"),
+    "step_size_down": (
+        lambda v, ref: v is None or _is_epochs(v),
+        "must be null (= step_size) or a number of epochs > 0",
+    ),
+    "t_0": (lambda v, ref: _is_epochs(v), "must be a number of epochs > 0"),
+    "t_mult": (lambda v, ref: _num(v) and v >= 1, "must be >= 1"),
+    "gamma": (lambda v, ref: _num(v) and 0 < v <= 1, "must be in (0, 1]"),
+    "cycle_decay": (lambda v, ref: _num(v) and 0 < v <= 1, "must be in (0, 1]"),
+    "factor": (lambda v, ref: _num(v) and 0 < v < 1, "must be in (0, 1)"),
+    "pct_start": (lambda v, ref: _num(v) and 0 < v < 1, "must be in (0, 1)"),
+    "div_factor": (lambda v, ref: _num(v) and v > 0, "must be > 0"),
+    "final_div_factor": (lambda v, ref: _num(v) and v > 0, "must be > 0"),
+    "div_final": (lambda v, ref: _num(v) and v > 0, "must be > 0"),
+    "threshold": (lambda v, ref: _num(v) and v >= 0, "must be >= 0"),
+    "patience": (lambda v, ref: _num(v) and int(v) == v >= 0, "must be an integer >= 0"),
+    "cooldown": (lambda v, ref: _num(v) and int(v) == v >= 0, "must be an integer >= 0"),
+    "threshold_mode": (lambda v, ref: v in ("rel", "abs"), "must be rel | abs"),
+    "mode": (
+        lambda v, ref: v in ("triangular", "triangular2", "exp_range"),
+        "must be triangular | triangular2 | exp_range",
+    ),
+    "anneal_strategy": (lambda v, ref: v in ANNEALERS, "must be cos | linear | exp"),
+    "three_phase": (lambda v, ref: isinstance(v, bool), "must be true | false"),
+    "cycle_momentum": (lambda v, ref: v in (None, True, False), "must be null | true | false"),
+    "base_momentum": (lambda v, ref: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    "max_momentum": (lambda v, ref: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+}
 
 
 def _cycles_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> bool:
@@ -447,10 +446,13 @@ def build_scheduler(
     ref = reference_lr(optimizer)
     if not ref > 0:
         raise ValueError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
-    _check(name, params, ref)
+    for key, value in params.items():
+        ok, why = _RULES[key]
+        if not ok(value, ref):
+            raise _bad(key, value, why.format(ref=ref))
 
     total = steps_per_epoch * epochs
-    warmup = round(params["warmup_epochs"] * steps_per_epoch)
+    warmup = _steps(params["warmup_epochs"], steps_per_epoch)
     if warmup >= total:
         raise _bad(
             "warmup_epochs", params["warmup_epochs"], f"leaves no steps of the {epochs}-epoch run"

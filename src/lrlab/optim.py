@@ -1,13 +1,142 @@
-"""Optimizer factory: `cfg.optimizer` is a partial `torch.optim` class, built over the model's params."""
+"""Optimizer factory: `cfg.optimizer` is a partial `torch.optim` class, built over param groups.
+
+One param group per layer group (timm's grouping, see `lrlab.models.freezing.layer_groups`),
+head first, each optionally split into a decayed part and a no-weight-decay part (biases,
+normalization weights, timm's `no_weight_decay()` names). `optimizer.lr` is the head's lr; the
+other groups get `optimizer.lr * lr_scale` with geometrically spaced scales down to
+`1 / model.lr_mult` at the stem (fastai's `slice(lr / lr_mult, lr)`), or the explicit
+`model.lr_scales`. Every group keeps its `lr_scale` (timm's key), so setting or scaling the lrs
+later keeps the ratios (`set_head_lr`), and schedules that multiply each group's own peak
+(`lrlab.schedules`) keep them at every step.
+
+All parameters are in the optimizer, frozen ones too (see `lrlab.models.freezing`).
+"""
 
 from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from lrlab.errors import ConfigError
+from lrlab.models.freezing import group_label, layer_groups
 
-def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Instantiate `cfg.optimizer` (a `_partial_` torch.optim class) over the trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return instantiate(cfg.optimizer)(params)
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def lr_scales(
+    n_groups: int, lr_mult: float = 1.0, scales: Sequence[float] | None = None
+) -> list[float]:
+    """Each layer group's lr as a fraction of the head's, stem first.
+
+    Geometric spacing from `1 / lr_mult` (stem) to 1 (head): fastai's `even_mults`, i.e.
+    `slice(lr / lr_mult, lr)`; or the explicit `scales` (one per group).
+    """
+    if scales is not None:
+        scales = list(scales)
+        if len(scales) != n_groups or not all(_is_number(s) and s > 0 for s in scales):
+            raise ConfigError(
+                f"model.lr_scales={scales!r} must list {n_groups} positive numbers, "
+                "one per layer group (stem first, head last)"
+            )
+        return [float(s) for s in scales]
+    if not _is_number(lr_mult) or lr_mult <= 0:
+        raise ConfigError(f"model.lr_mult={lr_mult!r} must be a number > 0")
+    if n_groups == 1:
+        return [1.0]
+    return [float(lr_mult) ** (-(n_groups - 1 - i) / (n_groups - 1)) for i in range(n_groups)]
+
+
+def _no_decay(name: str, param: torch.nn.Parameter, patterns: set[str]) -> bool:
+    # The rule of timm's param_groups_weight_decay: 1-d tensors (norm weights, biases), biases,
+    # and the model's own no_weight_decay() names (e.g. ViT position embeddings).
+    return (
+        param.ndim <= 1
+        or name.endswith(".bias")
+        or any(fnmatch.fnmatch(name, pat) for pat in patterns)
+    )
+
+
+def param_groups(
+    model: torch.nn.Module,
+    lr: float,
+    lr_mult: float = 1.0,
+    scales: Sequence[float] | None = None,
+    no_weight_decay_norm_bias: bool = True,
+) -> list[dict[str, Any]]:
+    """Optimizer param groups, head first: `params`, `lr`, `lr_scale`, `name`, `layer_group`,
+    and `weight_decay=0` on the no-decay parts (the others take the optimizer's weight_decay)."""
+    if not isinstance(no_weight_decay_norm_bias, bool):
+        raise ConfigError(
+            f"model.no_weight_decay_norm_bias={no_weight_decay_norm_bias!r} must be true or false"
+        )
+    groups = layer_groups(model)
+    group_scales = lr_scales(len(groups), lr_mult, scales)
+    params = dict(model.named_parameters())
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    out: list[dict[str, Any]] = []
+    for i in reversed(range(len(groups))):  # head first: group 0's lr is optimizer.lr
+        base = {"lr": lr * group_scales[i], "lr_scale": group_scales[i], "layer_group": i}
+        label = group_label(i, len(groups))
+        decay, no_decay = [], []
+        for name in groups[i]:
+            exempt = no_weight_decay_norm_bias and _no_decay(name, params[name], skip)
+            (no_decay if exempt else decay).append(params[name])
+        if decay:
+            out.append({"params": decay, "name": label, **base})
+        if no_decay:
+            out.append(
+                {"params": no_decay, "name": f"{label}.no_decay", "weight_decay": 0.0, **base}
+            )
+    return out
+
+
+def resolve_lr(cfg: DictConfig, lr: float | None = None) -> float:
+    """The head lr: the `lr` argument if given (e.g. from the LR finder), else `optimizer.lr`."""
+    value = cfg.optimizer.get("lr") if lr is None else lr
+    key = "optimizer.lr" if lr is None else "lr"
+    if not _is_number(value) or value <= 0:
+        hint = " (resolve 'auto' with the LR finder first)" if value == "auto" else ""
+        raise ConfigError(f"{key}={value!r} must be a number > 0{hint}")
+    return float(value)
+
+
+def build_optimizer(
+    cfg: DictConfig, model: torch.nn.Module, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """Instantiate `cfg.optimizer` (a `_partial_` torch.optim class) over the model's param
+    groups (`param_groups`, configured by `cfg.model`); `lr` overrides `optimizer.lr`."""
+    head_lr = resolve_lr(cfg, lr)
+    model_cfg: Mapping[str, Any] = cfg.get("model") or {}
+    scales = model_cfg.get("lr_scales")
+    groups = param_groups(
+        model,
+        head_lr,
+        lr_mult=model_cfg.get("lr_mult", 1.0),
+        scales=None if scales is None else list(scales),
+        no_weight_decay_norm_bias=model_cfg.get("no_weight_decay_norm_bias", True),
+    )
+    # lr=head_lr also makes optimizer.defaults["lr"] the head lr (what schedules refer to).
+    return instantiate(cfg.optimizer, lr=head_lr)(groups)
+
+
+def set_head_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the head lr to `lr` and every other group's to `lr * lr_scale` (ratios kept),
+    including `initial_lr` (the peak schedulers read) and the optimizer's default."""
+    optimizer.defaults["lr"] = lr
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+        if "initial_lr" in group:
+            group["initial_lr"] = group["lr"]
+
+
+def group_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Every param group's current lr, in order (for the `lr_groups` column of metrics.jsonl)."""
+    return [float(g["lr"]) for g in optimizer.param_groups]

@@ -1,4 +1,5 @@
-"""Model factory: `build_model(cfg.model, ...)` dispatches on `cfg.model.name`."""
+"""Model factory: `build_model(cfg.model, ...)` dispatches on `cfg.model.name`
+(`cfg.model.library: timm`: `name` is any timm architecture)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from lrlab.models.simple_cnn import SimpleCNN
 def build_model(
     model_cfg: DictConfig, num_classes: int, in_channels: int, image_size: int
 ) -> nn.Module:
+    if model_cfg.get("library") == "timm":
+        from lrlab.models.timm_backbone import build_timm_model  # timm imports lazily
+
+        return build_timm_model(model_cfg, num_classes, in_channels, image_size)
     if model_cfg.name == "simple_cnn":
         return SimpleCNN(
             num_classes=num_classes,
@@ -20,4 +25,6 @@ def build_model(
             dropout=model_cfg.dropout,
             init=model_cfg.init,
         )
-    raise ValueError(f"model.name={model_cfg.name!r} is unknown; use simple_cnn or timm")
+    raise ValueError(
+        f"model.name={model_cfg.name!r} is unknown; use model=simple_cnn or model=timm"
+    )

@@ -1,0 +1,115 @@
+"""Any timm architecture with a fresh classifier head for the data set's classes.
+
+Pretrained weights come from timm's usual source (the Hugging Face hub, or its cache) or, with
+`model.weights=/path/to/file` (safetensors or a torch state dict), from a local file through
+timm's own local-file mechanism (`pretrained_cfg_overlay=dict(file=...)`). Either way timm drops
+the pretrained classifier when the class count differs and adapts the stem to the channel count;
+torch files load with `weights_only=True` (timm's `load_state_dict`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from torch import nn
+
+from lrlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """model.pretrained=true, no model.weights file, and the hub is unreachable and uncached."""
+
+
+def _weights_file(model_cfg: DictConfig) -> Path | None:
+    weights = model_cfg.get("weights")
+    if weights in (None, ""):
+        return None
+    if not model_cfg.get("pretrained", False):
+        raise ConfigError(
+            f"model.weights={weights!r} is set but model.pretrained=false; "
+            "set model.pretrained=true to load it"
+        )
+    path = Path(str(weights)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model.weights={weights!r} is not a file")
+    return path
+
+
+def _offline_message(name: str, error: Exception) -> str:
+    return (
+        f"model.pretrained=true: the pretrained weights of timm model {name!r} could not be "
+        f"downloaded and are not in the local cache ({type(error).__name__}). Two ways out: "
+        f"set model.weights=/path/to/{name}.safetensors (or a .pth state dict; see "
+        "docs/transfer.md for how to make one on a machine with internet), or go online once "
+        "(or copy a Hugging Face cache that has them into HF_HOME) so the hub download is "
+        "cached. Offline, HF_HUB_OFFLINE=1 skips the network retries."
+    )
+
+
+def build_timm_model(
+    model_cfg: DictConfig, num_classes: int, in_channels: int, image_size: int
+) -> nn.Module:
+    import timm
+    from timm.models import get_pretrained_cfg_value, split_model_name_tag
+
+    name = str(model_cfg.name)
+    arch = split_model_name_tag(name)[0]
+    if not timm.is_model(arch):
+        raise ConfigError(f"model.name={name!r} is not a timm architecture (timm.list_models())")
+    pretrained = model_cfg.get("pretrained", False)
+    if not isinstance(pretrained, bool):
+        raise ConfigError(f"model.pretrained={pretrained!r} must be true or false")
+    weights = _weights_file(model_cfg)
+
+    kwargs: dict[str, Any] = {
+        "num_classes": num_classes,
+        "in_chans": in_channels,
+        "drop_rate": model_cfg.get("drop_rate"),  # None: the architecture's default
+        "drop_path_rate": model_cfg.get("drop_path_rate"),
+    }
+    if get_pretrained_cfg_value(name, "fixed_input_size"):
+        kwargs["img_size"] = image_size  # e.g. ViTs: position embeddings for this size
+    overlay = {"file": str(weights)} if weights is not None else None
+    try:
+        model = timm.create_model(
+            name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs
+        )
+    except OSError as e:
+        # huggingface_hub's LocalEntryNotFoundError and torch.hub's URLError are OSErrors.
+        if pretrained and weights is None:
+            raise PretrainedWeightsUnavailable(_offline_message(name, e)) from e
+        raise
+    if weights is not None:
+        _check_loaded(model, weights, name)
+    return model
+
+
+def _check_loaded(model: nn.Module, weights: Path, name: str) -> None:
+    """timm loads a file non-strictly when it swaps the head, so a file for another architecture
+    (or with prefixed keys) would silently leave the backbone random: refuse that."""
+    from timm.models import load_state_dict
+
+    file_keys = set(load_state_dict(str(weights)))  # weights_only=True for torch files
+    head = model.pretrained_cfg.get("classifier") or ()
+    head = (head,) if isinstance(head, str) else tuple(head)
+    backbone = [k for k in model.state_dict() if not k.startswith(tuple(f"{h}." for h in head))]
+    missing = [k for k in backbone if k not in file_keys]
+    if len(missing) == len(backbone):
+        raise ConfigError(
+            f"model.weights={str(weights)!r} has none of {name}'s parameter names "
+            f"(e.g. {backbone[0]!r}); is it a state dict for this architecture?"
+        )
+    if missing:
+        log.warning(
+            "model.weights=%s lacks %d of %d backbone tensors of %s (e.g. %s); they stay random",
+            weights,
+            len(missing),
+            len(backbone),
+            name,
+            missing[:3],
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim import lr_scheduler as tls
 
+from lrlab.errors import ConfigError
 from lrlab.schedules import (
     COMMON,
     SCHEDULES,
@@ -21,6 +23,7 @@ from lrlab.schedules import (
     anneal_poly,
     build_scheduler,
     group_momentum,
+    scheduler_params,
 )
 
 SPE, EPOCHS = 7, 3  # 21 optimizer steps: small, with fractional phase boundaries
@@ -367,12 +370,12 @@ def test_momentum_cycling_auto_follows_the_optimizer():
         ({}, "scheduler.name=None"),
         ({"name": "onecycle", "pct_strat": 0.3}, "scheduler.pct_strat"),
         ({"name": "cosine", "milestones": [1]}, "scheduler.milestones"),
-        ({"name": "onecycle", "pct_start": 1.5}, r"scheduler.pct_start=1.5"),
+        ({"name": "onecycle", "pct_start": 1.5}, "scheduler.pct_start=1.5"),
         ({"name": "onecycle", "anneal_strategy": "cosine"}, "scheduler.anneal_strategy='cosine'"),
         ({"name": "clr", "mode": "triangle"}, "scheduler.mode='triangle'"),
-        ({"name": "clr", "base_lr": 0.5}, r"scheduler.base_lr=0.5"),
+        ({"name": "clr", "base_lr": 0.5}, "scheduler.base_lr=0.5"),
         ({"name": "clr", "step_size": 0}, "scheduler.step_size=0"),
-        ({"name": "step", "milestones": [2, 1]}, r"scheduler.milestones=\[2, 1\]"),
+        ({"name": "step", "milestones": [2, 1]}, "scheduler.milestones=[2, 1]"),
         ({"name": "sgdr", "t_mult": 0.5}, "scheduler.t_mult=0.5"),
         ({"name": "plateau", "factor": 2}, "scheduler.factor=2"),
         ({"name": "cosine", "eta_min": 1.0}, "scheduler.eta_min=1.0"),
@@ -381,13 +384,24 @@ def test_momentum_cycling_auto_follows_the_optimizer():
     ],
 )
 def test_bad_config_values_raise_one_clear_error(cfg, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=re.escape(match)) as err:
         build(cfg, make_opt())
+    assert "\n" not in str(err.value)
+
+
+def test_config_can_be_checked_before_the_lr_is_known():
+    """scheduler_params: the early check (optimizer.lr=auto leaves the absolute lrs unbounded)."""
+    name, params = scheduler_params(OmegaConf.create({"name": "cosine", "eta_min": 0.5}))
+    assert name == "cosine" and params == {**COMMON, "eta_min": 0.5}
+    with pytest.raises(ConfigError, match=re.escape("scheduler.eta_min=0.5")):
+        scheduler_params({"name": "cosine", "eta_min": 0.5}, optimizer_lr=0.1)
+    with pytest.raises(ConfigError, match=re.escape("scheduler.gamma=2")):
+        scheduler_params({"name": "step", "gamma": 2})
 
 
 def test_cycle_momentum_true_needs_momentum():
     with pytest.raises(
-        ValueError, match=r"scheduler\.cycle_momentum=True: Adagrad has no momentum"
+        ConfigError, match=re.escape("scheduler.cycle_momentum=True: Adagrad has no momentum")
     ):
         build({"name": "clr", "cycle_momentum": True}, make_opt(kind="adagrad"))
 

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from lrlab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 LrFn = Callable[[int], float]  # optimizer step -> multiplier of the peak lr
@@ -322,8 +324,8 @@ def reference_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(lr)
 
 
-def _bad(key: str, value: Any, why: str) -> ValueError:
-    return ValueError(f"scheduler.{key}={value!r}: {why}")
+def _bad(key: str, value: Any, why: str) -> ConfigError:
+    return ConfigError(f"scheduler.{key}={value!r}: {why}")
 
 
 def _steps(epochs: float, spe: int) -> int:
@@ -414,13 +416,12 @@ def _with_warmup(lr_fn: LrFn, mom_fn: MomFn | None, steps: int, start: float):
     return lr, (lambda t: mom_fn(max(0, t - steps)))
 
 
-def build_scheduler(
-    sched_cfg: Mapping[str, Any],
-    optimizer: torch.optim.Optimizer,
-    steps_per_epoch: int,
-    epochs: int,
-) -> Schedule:
-    """The `scheduler:` config as a `Schedule` over `epochs * steps_per_epoch` optimizer steps."""
+def scheduler_params(
+    sched_cfg: Mapping[str, Any], optimizer_lr: float | None = None
+) -> tuple[str, Params]:
+    """The schedule's name and its parameters with the defaults filled in, checked: a bad name,
+    key or value is a one-line `ConfigError` naming it. `optimizer_lr` bounds the absolute lrs
+    (`eta_min`, ...); leave it None where it is not known yet (`optimizer.lr=auto`)."""
     from omegaconf import DictConfig, OmegaConf
 
     cfg = (
@@ -430,26 +431,40 @@ def build_scheduler(
     )
     name = cfg.pop("name", None)
     if name not in SCHEDULES:
-        raise ValueError(f"scheduler.name={name!r} is unknown; choose one of {sorted(SCHEDULES)}")
-    if steps_per_epoch < 1 or epochs < 1:
-        raise ValueError(
-            f"need steps_per_epoch >= 1 and epochs >= 1, got {steps_per_epoch}, {epochs}"
-        )
-    factory, defaults = SCHEDULES[name]
-    params = {**COMMON, **defaults}
+        raise ConfigError(f"scheduler.name={name!r} is unknown; choose one of {sorted(SCHEDULES)}")
+    params = {**COMMON, **SCHEDULES[name][1]}
     unknown = sorted(set(cfg) - set(params))
     if unknown:
-        raise ValueError(
-            f"scheduler.{unknown[0]} is not a parameter of scheduler {name!r} (it takes {sorted(params)})"
+        raise ConfigError(
+            f"scheduler.{unknown[0]} is not a parameter of scheduler {name!r} "
+            f"(it takes {sorted(params)})"
         )
     params.update(cfg)
-    ref = reference_lr(optimizer)
-    if not ref > 0:
-        raise ValueError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
+    ref = math.inf if optimizer_lr is None else optimizer_lr
     for key, value in params.items():
         ok, why = _RULES[key]
         if not ok(value, ref):
             raise _bad(key, value, why.format(ref=ref))
+    return name, params
+
+
+def build_scheduler(
+    sched_cfg: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+) -> Schedule:
+    """The `scheduler:` config as a `Schedule` over `epochs * steps_per_epoch` optimizer steps.
+
+    Build it after the optimizer's lrs are final (e.g. after the LR finder): it reads each
+    group's peak here."""
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"need steps_per_epoch, epochs >= 1, got {steps_per_epoch}, {epochs}")
+    ref = reference_lr(optimizer)
+    if not ref > 0:
+        raise ConfigError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
+    name, params = scheduler_params(sched_cfg, ref)
+    factory = SCHEDULES[name][0]
 
     total = steps_per_epoch * epochs
     warmup = _steps(params["warmup_epochs"], steps_per_epoch)

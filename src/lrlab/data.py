@@ -95,7 +95,10 @@ def digits_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str], int]:
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # N,1,8,8
     images = torch.nn.functional.interpolate(
-        images, size=(cfg.data.image_size, cfg.data.image_size), mode="bilinear", align_corners=False
+        images,
+        size=(cfg.data.image_size, cfg.data.image_size),
+        mode="bilinear",
+        align_corners=False,
     )
     labels = torch.tensor(digits.target, dtype=torch.long)
     train_idx, val_idx = stratified_split(digits.target, cfg.data.val_fraction, cfg.data.split_seed)
@@ -142,12 +145,14 @@ def image_folder_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str],
             )
 
     train_files = [scan.samples[i][0] for i in train_idx]
-    all_files = train_files + [p for p, _ in (val_scan.samples if val_scan else [])]
+    all_files = [p for p, _ in scan.samples + (val_scan.samples if val_scan else [])]
     mean, std = channel_stats(train_files, all_files, data.image_size, Path(cfg.paths.data_dir))
     train_tf, val_tf = image_transforms(data.image_size, mean, std, augment=data.augment)
 
     train_set = Subset(folder(root, train_tf), train_idx)
-    val_set = Subset(folder(root, val_tf), val_idx) if val_idx is not None else folder(val_root, val_tf)
+    val_set = (
+        Subset(folder(root, val_tf), val_idx) if val_idx is not None else folder(val_root, val_tf)
+    )
     return train_set, val_set, scan.classes, 3
 
 
@@ -203,10 +208,19 @@ def channel_stats(
     from torchvision.transforms import v2
 
     to_tensor = v2.Compose(
-        [v2.Resize(size, antialias=True), v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        [
+            v2.Resize(size, antialias=True),
+            v2.CenterCrop(size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
     )
     train_set = set(train_files)
-    total, total_sq, count = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
+    total, total_sq, count = (
+        torch.zeros(3, dtype=torch.float64),
+        torch.zeros(3, dtype=torch.float64),
+        0,
+    )
     for f in all_files:
         try:
             with Image.open(f) as img:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -34,7 +35,7 @@ class SimpleCNN(nn.Module):
         if not channels:
             raise ValueError("model.channels must list at least one block width")
         widths = [in_channels, *channels]
-        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(widths, widths[1:])))
+        self.features = nn.Sequential(*(conv_block(a, b) for a, b in itertools.pairwise(widths)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -61,7 +62,10 @@ class SimpleCNN(nn.Module):
 
 def init_weights(model: nn.Module, scheme: str) -> None:
     inits = {
-        "kaiming": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+        # fan_out for convs as torchvision's ResNets; fan_in keeps the head's logits small.
+        "kaiming": lambda w: nn.init.kaiming_normal_(
+            w, mode="fan_out" if w.ndim == 4 else "fan_in", nonlinearity="relu"
+        ),
         "xavier": nn.init.xavier_uniform_,
         "default": None,
     }

@@ -21,8 +21,9 @@ from lrlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
-    """model.pretrained=true, no model.weights file, and the hub is unreachable and uncached."""
+class PretrainedWeightsUnavailable(ConfigError):
+    """model.pretrained=true, no model.weights file, and the hub is unreachable and uncached
+    (a ConfigError: the entry points print it as one line)."""
 
 
 def _weights_file(model_cfg: DictConfig) -> Path | None:

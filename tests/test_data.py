@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lrlab.data import build_data, stratified_split
+from lrlab.errors import ConfigError
+from tests.conftest import FLOWERS, make_image_folder, requires_flowers
+
+
+def test_digits_default_is_real_normalised_and_split(make_cfg):
+    data = build_data(make_cfg())
+    assert (data.num_classes, data.in_channels, data.image_size) == (10, 1, 16)
+    x, y = data.train_loader.dataset.tensors
+    vx, _ = data.val_loader.dataset.tensors
+    assert len(x) + len(vx) == 1797 and len(vx) == 360
+    assert x.shape[1:] == (1, 16, 16)
+    # normalised with train statistics only
+    assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
+    assert abs(vx.mean().item()) < 0.1
+
+
+def test_stratified_split_keeps_class_proportions_and_is_seeded():
+    labels = np.repeat(np.arange(4), [50, 100, 30, 20])
+    train, val = stratified_split(labels, 0.2, seed=3)
+    assert not set(train) & set(val) and len(train) + len(val) == 200
+    assert Counter(labels[val]) == {0: 10, 1: 20, 2: 6, 3: 4}
+    assert stratified_split(labels, 0.2, seed=3) == (train, val)
+    assert stratified_split(labels, 0.2, seed=4)[1] != val
+
+
+def test_imagefolder_split_stats_cache_and_shapes(make_cfg, image_folder):
+    cfg = make_cfg("data=imagefolder", f"data.root={image_folder}", "data.image_size=16")
+    data = build_data(cfg)
+    assert data.class_names == ["cat", "dog", "fox"] and data.in_channels == 3
+    assert len(data.train_loader.dataset) == 24 and len(data.val_loader.dataset) == 6
+    x, y = next(iter(data.val_loader))
+    assert x.shape[1:] == (3, 16, 16)
+    caches = list(Path(cfg.paths.data_dir, "stats_cache").glob("*.json"))
+    assert len(caches) == 1
+    # The cache is used: a changed cache value changes the normalisation.
+    caches[0].write_text('{"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}')
+    x2, _ = next(iter(build_data(cfg).val_loader))
+    assert x2.min() >= 0 and x2.max() <= 1 and not torch.allclose(x, x2)
+
+
+def test_imagefolder_separate_val_root(make_cfg, tmp_path):
+    train = make_image_folder(tmp_path / "train", {"a": 6, "b": 6})
+    val = make_image_folder(tmp_path / "val", {"a": 2, "b": 3}, seed=1)
+    data = build_data(make_cfg("data=imagefolder", f"data.root={train}", f"data.val_root={val}"))
+    assert len(data.train_loader.dataset) == 12 and len(data.val_loader.dataset) == 5
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "no class subfolders"),
+        (lambda root: make_image_folder(root, {"a": 3}) and (root / "empty").mkdir(), "empty"),
+        (
+            lambda root: (
+                make_image_folder(root, {"a": 3, "b": 3})
+                and (root / "a" / "bad.jpg").write_bytes(b"not an image")
+            ),
+            "bad.jpg",
+        ),
+    ],
+    ids=["missing_root", "no_classes", "empty_class", "unreadable_image"],
+)
+def test_bad_image_folders_raise_a_clear_error(make_cfg, tmp_path, setup, message):
+    root = tmp_path / "imgs"
+    setup(root)
+    with pytest.raises(ConfigError, match=message):
+        build_data(make_cfg("data=imagefolder", f"data.root={root}"))
+
+
+def test_imagefolder_without_root_names_the_key(make_cfg):
+    with pytest.raises(ConfigError, match="data.root"):
+        build_data(make_cfg("data=imagefolder"))
+
+
+def write_fake_cifar(root: Path) -> None:
+    """CIFAR-10's python format (pickled dicts of uint8 rows), at a tiny size."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+
+
+def test_cifar10_loads_from_local_files(make_cfg, tmp_path, monkeypatch):
+    import torchvision.datasets.cifar
+
+    write_fake_cifar(tmp_path / "cifar")
+    # The fake files cannot match torchvision's published md5 sums; everything else is real.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    data = build_data(
+        make_cfg("data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.download=false")
+    )
+    assert data.num_classes == 10 and len(data.train_loader.dataset) == 20
+    x, y = next(iter(data.train_loader))
+    assert x.shape[1:] == (3, 32, 32)
+
+
+def test_cifar10_offline_error_says_what_to_do(make_cfg, tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    def offline(self):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(CIFAR10, "download", offline)
+    with pytest.raises(ConfigError, match="cifar-10-batches-py"):
+        build_data(make_cfg("data=cifar10", f"data.root={tmp_path / 'none'}"))
+
+
+@requires_flowers()
+def test_flowers_split_is_stratified_20_percent(make_cfg):
+    data = build_data(make_cfg("data=flowers", f"data.root={FLOWERS}"))
+    assert data.class_names == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    n_val = len(data.val_loader.dataset)
+    assert n_val == pytest.approx(0.2 * 4317, abs=3)

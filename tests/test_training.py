@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrlab import training
+from lrlab.errors import ConfigError
+from lrlab.models import build_model
+from lrlab.optim import build_optimizer
+from lrlab.records import read_jsonl
+from lrlab.schedules import build_scheduler
+from tests.conftest import CONF, FLOWERS, requires_flowers
+
+OPTIMIZERS = sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml"))
+SCHEDULERS = sorted(p.stem for p in (CONF / "scheduler").glob("*.yaml"))
+FAST = ["trainer.epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
+
+
+def test_the_seed_optimizers_and_core_schedules_exist():
+    assert {"sgd", "adam", "adamw", "adamax", "adagrad", "adadelta", "rmsprop"} <= set(OPTIMIZERS)
+    assert {"constant", "onecycle"} <= set(SCHEDULERS)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_optimizer_and_scheduler_composes_and_builds(make_cfg, optimizer, scheduler):
+    cfg = make_cfg(f"optimizer={optimizer}", f"scheduler={scheduler}")
+    model = build_model(cfg.model, num_classes=10, in_channels=1, image_size=16)
+    opt = build_optimizer(cfg, model)
+    assert type(opt).__name__.lower() == cfg.optimizer._target_.rsplit(".", 1)[1].lower()
+    sched = build_scheduler(cfg.scheduler, opt, steps_per_epoch=5, epochs=2)
+    model(torch.randn(2, 1, 16, 16)).sum().backward()
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    sched.epoch_end(1.0)
+    assert all(0 <= g["lr"] <= cfg.optimizer.lr for g in opt.param_groups)
+
+
+def run(cfg) -> tuple[dict, list[dict]]:
+    summary = training.train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert json.loads((out / "summary.json").read_text())["status"] == summary["status"]
+    return summary, read_jsonl(out / "metrics.jsonl")
+
+
+def test_records_have_the_documented_fields(make_cfg):
+    summary, rows = run(make_cfg(*FAST, "optimizer=sgd", "trainer.log_every_n_steps=2"))
+    steps = [r for r in rows if r["type"] == "step"]
+    epochs = [r for r in rows if r["type"] == "epoch"]
+    assert [r["step"] for r in steps] == [2, 4, 6, 8]
+    assert [r["epoch"] for r in steps] == [0.5, 1.0, 1.5, 2.0]
+    assert all(r["lr"] == r["lr_groups"][0] and r["momentum"] is not None for r in steps)
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"):
+        assert all(isinstance(r[key], float) for r in epochs)
+    assert summary["status"] == "completed"
+    assert summary["epochs_completed"] == 2 and summary["steps"] == 8
+    assert summary["final_val_acc"] == epochs[-1]["val_acc"]
+    assert summary["best_val_acc"] == max(r["val_acc"] for r in epochs)
+    assert (
+        summary["versions"]["torch"] == torch.__version__.split("+")[0]
+        or summary["versions"]["torch"]
+    )
+    assert (
+        Path(summary and make_cfg().paths.output_dir).parent / "run" / "checkpoints" / "last.ckpt"
+    ).is_file()
+
+
+def test_same_seed_gives_identical_metrics(make_cfg):
+    def metrics(out: str) -> list[dict]:
+        cfg = make_cfg(*FAST, "seed=7", out=out)
+        _, rows = run(cfg)
+        return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+    first, second = metrics("a"), metrics("b")
+    assert first == second
+    other = make_cfg(*FAST, "seed=8", out="c")
+    assert [r["train_loss"] for r in run(other)[1]] != [r["train_loss"] for r in first]
+
+
+def test_gradient_accumulation_counts_optimizer_steps(make_cfg):
+    summary, rows = run(
+        make_cfg(
+            "trainer.epochs=1",
+            "trainer.limit_train_batches=5",
+            "trainer.accumulate_grad_batches=2",
+            "trainer.log_every_n_steps=1",
+        )
+    )
+    assert summary["steps"] == 3  # ceil(5 / 2)
+    assert [r["epoch"] for r in rows if r["type"] == "step"] == pytest.approx(
+        [1 / 3, 2 / 3, 1.0], abs=1e-5
+    )
+
+
+def test_train_step_accumulation_equals_one_big_batch():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    twin = torch.nn.Linear(4, 3)
+    twin.load_state_dict(model.state_dict())
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    device = torch.device("cpu")
+    a = training.TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), device)
+    b = training.TrainStep(twin, torch.optim.SGD(twin.parameters(), lr=0.1), device)
+    loss_a, correct_a, n_a = a([(x[:4], y[:4]), (x[4:], y[4:])])  # uneven micro-batches
+    loss_b, correct_b, n_b = b([(x, y)])
+    assert n_a == n_b == 6 and correct_a == correct_b
+    assert torch.allclose(loss_a, loss_b)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_grad_clip_bounds_the_update():
+    model = torch.nn.Linear(2, 2, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    before = model.weight.detach().clone()
+    step = training.TrainStep(
+        model, torch.optim.SGD(model.parameters(), lr=1.0), torch.device("cpu"), grad_clip=0.01
+    )
+    step([(torch.full((1, 2), 100.0), torch.tensor([0]))])
+    assert torch.linalg.norm(model.weight.detach() - before).item() == pytest.approx(0.01, rel=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_trains_on_cpu(make_cfg, precision):
+    summary, rows = run(make_cfg(*FAST, f"trainer.precision={precision}"))
+    assert summary["status"] == "completed" and rows[-1]["val_loss"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("optimizer.lr=-0.1", "optimizer.lr"),
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("trainer.precision=8", "trainer.precision"),
+        ("trainer.accumulate_grad_batches=0", "accumulate_grad_batches"),
+        ("trainer.device=tpu", "trainer.device"),
+    ],
+)
+def test_bad_values_fail_before_training_and_are_recorded(make_cfg, override, message):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError, match=message):
+        training.train(cfg)
+    summary = json.loads(Path(cfg.paths.output_dir, "summary.json").read_text())
+    assert summary["status"] == "failed" and message in summary["error"]
+    assert read_jsonl(Path(cfg.paths.output_dir, "metrics.jsonl")) == []
+
+
+def test_divergence_stops_the_run_and_keeps_records(make_cfg):
+    summary, rows = run(
+        make_cfg(
+            *FAST,
+            "optimizer=sgd",
+            "optimizer.lr=1e6",
+            "scheduler=constant",
+            "trainer.log_every_n_steps=1",
+        )
+    )
+    assert summary["status"] == "diverged" and "training loss" in summary["error"]
+    assert rows and summary["epochs_completed"] == 0
+
+
+def test_overfit_one_batch_drives_the_loss_to_zero(make_cfg):
+    summary, rows = run(make_cfg("debug=overfit", "trainer.epochs=40"))
+    losses = [r["train_loss"] for r in rows if r["type"] == "step"]
+    assert losses[0] > 1.0 and losses[-1] < 0.02
+    assert summary["final_val_acc"] == 1.0
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(make_cfg, monkeypatch):
+    common = [
+        "trainer.epochs=3",
+        "trainer.limit_train_batches=4",
+        "trainer.log_every_n_steps=1",
+        "optimizer=sgd",
+        "scheduler=onecycle",
+    ]
+    _, full = run(make_cfg(*common, out="full"))
+
+    # Interrupt after the first epoch's checkpoint: the second validation raises Ctrl-C.
+    real_evaluate, calls = training.evaluate, []
+
+    def evaluate_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", evaluate_then_interrupt)
+    cut = make_cfg(*common, out="cut")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cut)
+    cut_dir = Path(cut.paths.output_dir)
+    assert json.loads((cut_dir / "summary.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+
+    resumed_summary, resumed = run(
+        make_cfg(*common, f"trainer.resume={cut_dir}/checkpoints/last.ckpt", out="resumed")
+    )
+    tail = [r for r in full if r["type"] == "step" and r["step"] > 4]
+    assert [r["step"] for r in resumed if r["type"] == "step"] == [r["step"] for r in tail]
+    for mine, ref in zip([r for r in resumed if r["type"] == "step"], tail, strict=True):
+        assert mine["lr_groups"] == ref["lr_groups"] and mine["momentum"] == ref["momentum"]
+        assert mine["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
+    assert resumed_summary["epochs_completed"] == 3
+
+
+def test_resume_from_a_missing_file_is_a_clear_error(make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="trainer.resume"):
+        training.train(make_cfg(f"trainer.resume={tmp_path}/nope.ckpt"))
+
+
+@pytest.mark.slow
+@requires_flowers()
+def test_flowers_short_epoch(make_cfg):
+    summary, rows = run(
+        make_cfg(
+            "data=flowers",
+            f"data.root={FLOWERS}",
+            "data.image_size=32",
+            "trainer.epochs=1",
+            "trainer.limit_train_batches=20",
+            "trainer.limit_val_batches=5",
+        )
+    )
+    assert summary["status"] == "completed"
+    assert 0.0 <= summary["final_val_acc"] <= 1.0 and rows[-1]["val_loss"] > 0

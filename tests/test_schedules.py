@@ -420,3 +420,35 @@ def test_yaml_files_mirror_the_code_defaults(path):
 
 def test_every_schedule_has_a_yaml_file():
     assert {p.stem for p in CONF.glob("*.yaml")} == set(SCHEDULES)
+
+
+# --- scripts/plot_schedule.py: the same config and code as training
+
+
+@pytest.mark.slow  # builds the digits loaders and imports matplotlib: ~10 s
+def test_plot_script_traces_the_training_schedule(tmp_path):
+    pytest.importorskip("sklearn")  # the default data set (digits) comes with scikit-learn
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "plot_schedule", Path(__file__).resolve().parents[1] / "scripts" / "plot_schedule.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    overrides = ["data=digits", "scheduler=onecycle", "optimizer=sgd", "trainer.epochs=2",
+                 "trainer.accumulate_grad_batches=2", "model.lr_mult=10"]  # fmt: skip
+    script.main([*overrides, "--out", str(tmp_path), "--name", "oc"])
+    with open(tmp_path / "oc.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert (tmp_path / "oc.png").stat().st_size > 0
+
+    cfg = script.compose_config(overrides)
+    from lrlab.data import build_data
+
+    spe = math.ceil(len(build_data(cfg).train_loader) / 2)  # optimizer steps, not batches
+    assert len(rows) == 2 * spe and float(rows[spe]["epoch"]) == 1.0
+    lr, lr_last = float(rows[0]["lr"]), float(rows[0][list(rows[0])[-2]])
+    assert lr == pytest.approx(0.05 / 25) and lr_last == pytest.approx(lr / 10)  # stem: lr/lr_mult
+    assert float(rows[0]["momentum"]) == 0.95
+    assert float(rows[-1]["lr"]) == pytest.approx(0.05 / 25 / 1e4)

@@ -392,3 +392,71 @@ def test_set_peak_lr_scales_every_group_and_initial_lr() -> None:
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.02, 0.2])
     assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([0.02, 0.2])
     assert opt.defaults["lr"] == 0.02
+
+
+# --- from the config: find_lr.py ----------------------------------------------------------------
+
+
+@pytest.mark.slow  # imports timm, sklearn and matplotlib: seconds even on an idle machine
+def test_run_from_config_with_accumulation_writes_outputs(tmp_path) -> None:
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(
+        [
+            "lr_find.num_it=6",
+            "trainer.accumulate_grad_batches=2",
+            "lr_find.suggestion=steep",
+            "data.batch_size=16",
+        ],
+        tmp_path / "run",
+        config_name="find_lr",
+    )
+    blob = lr_finder.run_from_config(cfg)
+    on_disk = json.loads((tmp_path / "run" / "lr_find.json").read_text())
+    assert on_disk == json.loads(json.dumps(blob))
+    assert {"lrs", "losses", "suggestions", "stopped_early", "num_it"} <= on_disk.keys()
+    assert set(on_disk["losses"]) == {"raw", "smoothed"}
+    assert on_disk["num_it"] == 6 and on_disk["chosen"] == "steep"
+    assert (
+        len(on_disk["lrs"]) == len(on_disk["losses"]["raw"]) == len(on_disk["losses"]["smoothed"])
+    )
+    assert on_disk["lrs"][0] == pytest.approx(1e-7)
+    assert on_disk["settings"]["accumulate_grad_batches"] == 2
+    png = (tmp_path / "run" / "lr_find.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_from_config_rejects_bad_settings_before_any_work(tmp_path) -> None:
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["lr_find.mode=cosine"], tmp_path / "run", config_name="find_lr")
+    with pytest.raises(ConfigError, match=r"lr_find\.mode"):
+        lr_finder.run_from_config(cfg)
+    assert not (tmp_path / "run" / "lr_find.json").exists()
+
+
+@pytest.mark.slow
+def test_find_lr_cli_on_default_digits(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    proc = run_cli("find_lr.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("valley", "slide", "minimum", "steep"):
+        assert name in proc.stdout
+    (run_dir,) = (tmp_path / "outputs" / "lr_find").glob("*/*")
+    blob = json.loads((run_dir / "lr_find.json").read_text())
+    assert blob["num_it"] == 100 and blob["chosen"] == "valley"
+    assert (run_dir / "lr_find.png").stat().st_size > 10_000
+    # Adam on digits: every suggestion well inside the swept range, valley near Adam's usual 1e-3
+    for name, lr in blob["suggestions"].items():
+        assert 1e-6 < lr < 1.0, (name, lr)
+    assert 1e-4 < blob["suggestions"]["valley"] < 1e-1
+
+
+@pytest.mark.slow
+def test_find_lr_cli_one_line_error_for_bad_value(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    proc = run_cli("find_lr.py", "lr_find.suggestion=middle", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: lr_find.suggestion='middle'")

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lrlab.errors import ConfigError
@@ -422,13 +423,17 @@ def save_result(result: LRFindResult, out_dir: str | Path, chosen: str | None = 
 
 def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Make `lr` the optimizer's lr: every group's lr (and `initial_lr`, if a scheduler already
-    stamped one) is scaled by lr/current, so layer-wise ratios are kept."""
-    scale = lr / float(optimizer.defaults["lr"])
+    stamped one) keeps its ratio to the optimizer's own lr, so layer-wise ratios survive.
+
+    lr * (group/base) rather than group * (lr/base): a group at the base lr gets exactly `lr`,
+    so `optimizer.lr=auto` trains bit for bit like `optimizer.lr=<the found value>`.
+    """
+    base = float(optimizer.defaults["lr"])
     optimizer.defaults["lr"] = lr
     for group in optimizer.param_groups:
-        group["lr"] = float(group["lr"]) * scale
+        group["lr"] = lr * (float(group["lr"]) / base)
         if "initial_lr" in group:
-            group["initial_lr"] = float(group["initial_lr"]) * scale
+            group["initial_lr"] = lr * (float(group["initial_lr"]) / base)
 
 
 def is_auto_lr(cfg: DictConfig) -> bool:
@@ -453,3 +458,143 @@ def _writable(cfg: DictConfig) -> Iterator[None]:
     finally:
         OmegaConf.set_readonly(cfg, readonly)
         OmegaConf.set_struct(cfg, struct)
+
+
+# --- entry points: find_lr.py and optimizer.lr=auto -------------------------------------------
+
+
+def loss_step(train_step: Callable[[list[Any]], tuple[torch.Tensor, torch.Tensor, int]]) -> StepFn:
+    """Adapt `lrlab.training.TrainStep` (returns loss sum, correct, samples) to a mean-loss step."""
+
+    def step(batches: list[Any]) -> torch.Tensor:
+        loss_sum, _, n = train_step(batches)
+        return loss_sum / n
+
+    return step
+
+
+def run_range_test(
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader,
+    train_step,
+) -> LRFindResult:
+    """The range test with `cfg.lr_find` settings over `train_step` (a TrainStep: autocast, grad
+    scaling, clipping), `trainer.accumulate_grad_batches` micro-batches per step."""
+    kwargs = range_test_kwargs(cfg.lr_find)
+    result = range_test(
+        model,
+        optimizer,
+        train_loader,
+        loss_step(train_step),
+        accumulate_grad_batches=int(cfg.trainer.accumulate_grad_batches),
+        extra_state=[train_step.scaler],  # fp16 loss scale moves during the test
+        **kwargs,
+    )
+    result.settings = {
+        **kwargs,
+        "accumulate_grad_batches": int(cfg.trainer.accumulate_grad_batches),
+        "precision": str(cfg.trainer.precision),
+        "skip_start": kwargs["num_it"] // 10,
+        "skip_end": SKIP_END,
+    }
+    return result
+
+
+def run_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """`find_lr.py`: build data, model and optimizer as train.py would, run the range test, print
+    the suggestions and write lr_find.json/png into `cfg.paths.output_dir`."""
+    from lrlab.data import build_data
+    from lrlab.models import build_model
+    from lrlab.optim import build_optimizer
+    from lrlab.training import TrainStep, validate_config
+    from lrlab.utils import seed_everything, select_device
+
+    validate_config(cfg)
+    validate_lr_find_cfg(cfg.lr_find)
+    t = cfg.trainer
+    seed_everything(cfg.seed)
+    device = select_device(t.device)
+    data = build_data(cfg)
+    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
+    # The lr only sets the ratios between param groups: the test drives it.
+    optimizer = build_optimizer(with_placeholder_lr(cfg) if is_auto_lr(cfg) else cfg, model)
+    train_step = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
+    result = run_range_test(cfg, model, optimizer, data.train_loader, train_step)
+    chosen = str(cfg.lr_find.suggestion)
+    save_result(result, cfg.paths.output_dir, chosen)
+    print(format_table(result, chosen))
+    print(f"written: {Path(cfg.paths.output_dir) / 'lr_find.json'} and lr_find.png")
+    return result.to_json(chosen)
+
+
+def resolve_auto_lr(
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader,
+    train_step,
+    run_dir: str | Path,
+) -> tuple[float, dict[str, Any]]:
+    """`optimizer.lr=auto`: run the range test on this model, data and optimizer (built with
+    `with_placeholder_lr(cfg)`), make the `lr_find.suggestion` pick the optimizer's lr (every
+    group scaled alike) and write lr_find.json/png into `run_dir`. Model, optimizer state, RNG
+    and shuffling are untouched, so training then starts from the same initial weights.
+
+    Call it before building the scheduler, which then takes the found lr as its peak (and CLR
+    its lower bound as peak/6 unless `scheduler.base_lr` is set). Returns the lr and the
+    summary entry `{"suggestion": name, "lr": value}`.
+    """
+    validate_lr_find_cfg(cfg.lr_find)
+    chosen = str(cfg.lr_find.suggestion)
+    result = run_range_test(cfg, model, optimizer, train_loader, train_step)
+    save_result(result, run_dir, chosen)
+    log.info("%s", format_table(result, chosen))
+    lr = result.suggestions[chosen]
+    if lr is None:
+        raise ConfigError(
+            f"lr_find.suggestion={chosen!r} found no lr: the range test kept "
+            f"{len(suggestion_window(result.lrs, result.smoothed_losses, result.num_it)[0])} "
+            f"usable points of {len(result.lrs)} (stopped early: {result.stop_reason}); raise "
+            f"lr_find.num_it, lower lr_find.end_lr, or pick another lr_find.suggestion "
+            f"(see {Path(run_dir) / 'lr_find.png'})"
+        )
+    set_peak_lr(optimizer, lr)
+    log.info("optimizer.lr=auto: using the %s suggestion, lr %.3e", chosen, lr)
+    return lr, {"suggestion": chosen, "lr": lr}
+
+
+class LRFindSweepReport(Callback):
+    """Hydra callback for `find_lr.py -m`: one line of suggestions per job from its lr_find.json;
+    exit 1 if any job wrote none (the policy of lrlab.entry.SweepReport)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        import sys
+
+        import yaml
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = []
+        jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
+        for job in sorted(
+            jobs,
+            key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
+        ):
+            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+            line = f"[{job.name}] {' '.join(overrides) or '(no overrides)'}: "
+            found = job / "lr_find.json"
+            if found.is_file():
+                blob = json.loads(found.read_text())
+                line += "  ".join(
+                    f"{k} {v:.2e}" if v is not None else f"{k} n/a"
+                    for k, v in blob["suggestions"].items()
+                )
+            else:
+                failed.append(job.name)
+                line += "failed (no lr_find.json)"
+            print(line)
+        print(f"sweep dir: {sweep_dir}")
+        if failed:
+            print(f"error: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+            raise SystemExit(1)

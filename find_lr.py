@@ -1,0 +1,21 @@
+"""LR range test: `python find_lr.py` takes train.py's config groups and overrides
+(`python find_lr.py optimizer=sgd data=flowers data.root=...`) and writes lr_find.json/png.
+See docs/lr_finder.md."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from lrlab.entry import run_job
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="find_lr")
+def main(cfg: DictConfig) -> None:
+    from lrlab.lr_finder import run_from_config
+
+    run_job(run_from_config, cfg)
+
+
+if __name__ == "__main__":
+    main()

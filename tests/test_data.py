@@ -16,7 +16,7 @@ from tests.conftest import FLOWERS, make_image_folder, requires_flowers
 def test_digits_default_is_real_normalised_and_split(make_cfg):
     data = build_data(make_cfg())
     assert (data.num_classes, data.in_channels, data.image_size) == (10, 1, 16)
-    x, y = data.train_loader.dataset.tensors
+    x, _y = data.train_loader.dataset.tensors
     vx, _ = data.val_loader.dataset.tensors
     assert len(x) + len(vx) == 1797 and len(vx) == 360
     assert x.shape[1:] == (1, 16, 16)
@@ -39,7 +39,7 @@ def test_imagefolder_split_stats_cache_and_shapes(make_cfg, image_folder):
     data = build_data(cfg)
     assert data.class_names == ["cat", "dog", "fox"] and data.in_channels == 3
     assert len(data.train_loader.dataset) == 24 and len(data.val_loader.dataset) == 6
-    x, y = next(iter(data.val_loader))
+    x, _y = next(iter(data.val_loader))
     assert x.shape[1:] == (3, 16, 16)
     caches = list(Path(cfg.paths.data_dir, "stats_cache").glob("*.json"))
     assert len(caches) == 1
@@ -107,7 +107,7 @@ def test_cifar10_loads_from_local_files(make_cfg, tmp_path, monkeypatch):
         make_cfg("data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.download=false")
     )
     assert data.num_classes == 10 and len(data.train_loader.dataset) == 20
-    x, y = next(iter(data.train_loader))
+    x, _y = next(iter(data.train_loader))
     assert x.shape[1:] == (3, 32, 32)
 
 

@@ -1,0 +1,37 @@
+# Two commands from a fresh clone:  `make train`  and  `make test`.
+# Both create .venv on first use (pinned versions from constraints.txt) and reuse it after.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: setup train test test-fast lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "lrlab needs Python >= 3.10, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the pinned dependency set
+
+train: setup  ## train the default experiment; pass overrides as ARGS="optimizer=sgd scheduler=clr"
+	$(BIN)/python train.py $(ARGS)
+
+test: setup  ## the whole test suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/python -m pytest -m "" $(ARGS)
+
+test-fast: setup  ## the fast tests only (pytest's default selection)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

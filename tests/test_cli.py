@@ -1,0 +1,77 @@
+"""The entry points as a user runs them: subprocesses from a scratch directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+
+
+def only_dir(pattern: str, cwd: Path) -> Path:
+    found = sorted(cwd.glob(pattern))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.slow
+def test_default_run_reaches_95_percent_on_digits(tmp_path):
+    result = run_cli("train.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_dir("outputs/runs/*/*", tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["final_val_acc"] >= 0.95
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "metrics.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_gives_one_recorded_job_per_combination(tmp_path):
+    result = run_cli("train.py", "-m", "optimizer=adam,sgd", "seed=0,1", "debug=fast", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sweep = only_dir("outputs/multiruns/*/*", tmp_path)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["overrides"] == overrides
+        seen.add(tuple(sorted(o for o in overrides if not o.startswith("debug"))))
+    assert len(seen) == 4
+    assert "[3] optimizer=sgd seed=1 debug=fast: completed" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    result = run_cli("train.py", "-m", "optimizer.lr=-1,0.001", "debug=fast", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "1 job(s) failed: 0" in result.stderr
+    sweep = only_dir("outputs/multiruns/*/*", tmp_path)
+    failed = json.loads((sweep / "0" / "summary.json").read_text())
+    ok = json.loads((sweep / "1" / "summary.json").read_text())
+    assert failed["status"] == "failed" and "optimizer.lr" in failed["error"]
+    assert ok["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["trainer.epochs=0"], "error: trainer.epochs must be an integer >= 1, got 0"),
+        (["optimizer.lr=0"], "error: optimizer.lr must be a number > 0"),
+        (["data=imagefolder", "data.root=/no/such/dir"], "error: data.root='/no/such/dir' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+    result = run_cli("train.py", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_option_lists_the_available_ones(tmp_path):
+    result = run_cli("train.py", "optimizer=adamm", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'optimizer/adamm'" in result.stderr and "adamw" in result.stderr

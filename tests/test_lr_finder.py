@@ -460,3 +460,74 @@ def test_find_lr_cli_one_line_error_for_bad_value(tmp_path) -> None:
     proc = run_cli("find_lr.py", "lr_find.suggestion=middle", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: lr_find.suggestion='middle'")
+
+
+# --- mixed precision and optimizer.lr=auto through the training step ----------------------------
+
+
+def tiny_setup(precision: str = "32"):
+    from lrlab.training import TrainStep
+
+    torch.manual_seed(0)
+    x, y = torch.randn(48, 1, 6, 6), torch.randint(0, 3, (48,))
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(3)
+    )
+    model = TinyNet()
+    opt = torch.optim.SGD(
+        [
+            {"params": model.features.parameters(), "lr": lr_finder.PLACEHOLDER_LR / 10},
+            {"params": model.head.parameters()},
+        ],
+        lr=lr_finder.PLACEHOLDER_LR,
+        momentum=0.9,
+    )
+    return model, opt, loader, TrainStep(model, opt, torch.device("cpu"), precision)
+
+
+def test_fp16_grad_scaler_state_is_restored_too() -> None:
+    model, opt, loader, step = tiny_setup("16-mixed")
+    assert step.scaler.is_enabled()
+    step([next(iter(loader))])  # the scaler's scale and growth tracker now exist
+    before = lr_finder.copy.deepcopy(step.scaler.state_dict())
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    res = lr_finder.range_test(
+        model,
+        opt,
+        loader,
+        lr_finder.loss_step(step),
+        num_it=20,
+        start_lr=1e-3,
+        end_lr=1e4,
+        stop_div=False,
+        extra_state=[step.scaler],
+    )
+    assert len(res.lrs) > 3 and step.scaler.state_dict() == before
+    assert_same(weights, dict(model.state_dict()))
+
+
+def test_resolve_auto_lr_sets_the_chosen_lr_on_every_group_and_records_it(tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    model, opt, loader, step = tiny_setup()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = OmegaConf.create(
+        {
+            "lr_find": OmegaConf.to_container(lr_find_cfg(num_it=30, suggestion="minimum")),
+            "trainer": {"accumulate_grad_batches": 1, "precision": "32"},
+        }
+    )
+    lr, entry = lr_finder.resolve_auto_lr(cfg, model, opt, loader, step, tmp_path)
+    blob = json.loads((tmp_path / "lr_find.json").read_text())
+    assert entry == {"suggestion": "minimum", "lr": lr} and lr == blob["suggestions"]["minimum"]
+    assert (tmp_path / "lr_find.png").is_file()
+    # the head group gets exactly the found lr, the other keeps its 1/10 ratio
+    assert opt.param_groups[1]["lr"] == lr and opt.defaults["lr"] == lr
+    assert opt.param_groups[0]["lr"] == pytest.approx(lr / 10, rel=1e-12)
+    assert_same(weights, dict(model.state_dict()))
+    assert opt.state_dict()["state"] == {}  # no momentum buffers left from the test
+    # a suggestion that cannot be computed is a clear error, not a silent default
+    cfg.lr_find.num_it = 10
+    cfg.lr_find.suggestion = "slide"
+    with pytest.raises(ConfigError, match="lr_find.suggestion='slide' found no lr"):
+        lr_finder.resolve_auto_lr(cfg, model, opt, loader, step, tmp_path)

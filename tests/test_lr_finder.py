@@ -531,3 +531,40 @@ def test_resolve_auto_lr_sets_the_chosen_lr_on_every_group_and_records_it(tmp_pa
     cfg.lr_find.suggestion = "slide"
     with pytest.raises(ConfigError, match="lr_find.suggestion='slide' found no lr"):
         lr_finder.resolve_auto_lr(cfg, model, opt, loader, step, tmp_path)
+
+
+@pytest.mark.slow
+def test_train_with_auto_lr_equals_training_with_the_found_lr(tmp_path) -> None:
+    """`optimizer.lr=auto` trains bit for bit like `optimizer.lr=<found>`: the range test leaves
+    weights, optimizer, RNG and shuffling untouched, and the schedule takes the found peak."""
+    from lrlab.records import read_jsonl
+    from lrlab.training import train
+    from tests.conftest import compose_cfg
+
+    fast = [
+        "scheduler=clr",
+        "trainer.epochs=1",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.checkpoint=false",
+        "lr_find.num_it=40",
+    ]
+
+    def run(out: str, *extra: str) -> tuple[dict, list[dict]]:
+        cfg = compose_cfg([*fast, *extra], tmp_path / out)
+        summary = train(cfg)
+        rows = read_jsonl(tmp_path / out / "metrics.jsonl")
+        return summary, [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+    auto_summary, auto_rows = run("auto", "optimizer.lr=auto")
+    found = json.loads((tmp_path / "auto" / "lr_find.json").read_text())
+    lr = found["suggestions"]["valley"]
+    assert auto_summary["status"] == "completed"
+    assert auto_summary["lr_find"] == {"suggestion": "valley", "lr": lr}
+    assert (tmp_path / "auto" / "lr_find.png").is_file()
+    _, fixed_rows = run("fixed", f"optimizer.lr={lr!r}")
+    assert auto_rows == fixed_rows
+    # CLR: the lr stays between the lower bound peak/6 and the found peak
+    step_lrs = [r["lr"] for r in auto_rows if r["type"] == "step"]
+    assert all(lr / 6 * (1 - 1e-9) <= x <= lr * (1 + 1e-9) for x in step_lrs)

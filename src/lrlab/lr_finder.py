@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.utils import rng_state, set_rng_state
@@ -424,6 +424,7 @@ def save_result(result: LRFindResult, out_dir: str | Path, chosen: str | None = 
 def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Make `lr` the optimizer's lr: every group's lr (and `initial_lr`, if a scheduler already
     stamped one) keeps its ratio to the optimizer's own lr, so layer-wise ratios survive.
+    (Like `lrlab.optim.set_head_lr`, but for any optimizer, not only groups with `lr_scale`.)
 
     lr * (group/base) rather than group * (lr/base): a group at the base lr gets exactly `lr`,
     so `optimizer.lr=auto` trains bit for bit like `optimizer.lr=<the found value>`.
@@ -438,26 +439,6 @@ def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def is_auto_lr(cfg: DictConfig) -> bool:
     return str(cfg.optimizer.get("lr")).lower() == "auto"
-
-
-def with_placeholder_lr(cfg: DictConfig) -> DictConfig:
-    """A copy of `cfg` whose `optimizer.lr` is a number the optimizer can be built with."""
-    copy_cfg = copy.deepcopy(cfg)
-    with _writable(copy_cfg):
-        copy_cfg.optimizer.lr = PLACEHOLDER_LR
-    return copy_cfg
-
-
-@contextmanager
-def _writable(cfg: DictConfig) -> Iterator[None]:
-    readonly, struct = OmegaConf.is_readonly(cfg), OmegaConf.is_struct(cfg)
-    OmegaConf.set_readonly(cfg, False)
-    OmegaConf.set_struct(cfg, False)
-    try:
-        yield
-    finally:
-        OmegaConf.set_readonly(cfg, readonly)
-        OmegaConf.set_struct(cfg, struct)
 
 
 # --- entry points: find_lr.py and optimizer.lr=auto -------------------------------------------
@@ -519,7 +500,7 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     data = build_data(cfg)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
     # The lr only sets the ratios between param groups: the test drives it.
-    optimizer = build_optimizer(with_placeholder_lr(cfg) if is_auto_lr(cfg) else cfg, model)
+    optimizer = build_optimizer(cfg, model, lr=PLACEHOLDER_LR if is_auto_lr(cfg) else None)
     train_step = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
     result = run_range_test(cfg, model, optimizer, data.train_loader, train_step)
     chosen = str(cfg.lr_find.suggestion)
@@ -538,7 +519,7 @@ def resolve_auto_lr(
     run_dir: str | Path,
 ) -> tuple[float, dict[str, Any]]:
     """`optimizer.lr=auto`: run the range test on this model, data and optimizer (built with
-    `with_placeholder_lr(cfg)`), make the `lr_find.suggestion` pick the optimizer's lr (every
+    `build_optimizer(cfg, model, lr=PLACEHOLDER_LR)`), make the `lr_find.suggestion` pick the optimizer's lr (every
     group scaled alike) and write lr_find.json/png into `run_dir`. Model, optimizer state, RNG
     and shuffling are untouched, so training then starts from the same initial weights.
 

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from lrlab import lr_finder
 from lrlab.data import DataBundle, build_data
 from lrlab.errors import ConfigError
 from lrlab.loggers import build_trackers
@@ -222,8 +223,15 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     device = select_device(t.device)
     data: DataBundle = build_data(cfg)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
-    optimizer = build_optimizer(cfg, model)
+    # optimizer.lr=auto: build at a placeholder lr; the LR range test then sets the head lr
+    # (other groups keep their ratios) and restores model, optimizer and RNG exactly.
+    auto_lr = lr_finder.is_auto_lr(cfg)
+    optimizer = build_optimizer(cfg, model, lr=lr_finder.PLACEHOLDER_LR if auto_lr else None)
     step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
+    if auto_lr:
+        _, summary["lr_find"] = lr_finder.resolve_auto_lr(
+            cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir
+        )
 
     train_batches, val_batches = epoch_batches(cfg, data)
     num_batches = len(train_batches)

@@ -26,6 +26,7 @@ from lrlab.data import DataBundle, build_data
 from lrlab.errors import ConfigError
 from lrlab.loggers import build_trackers
 from lrlab.models import build_model
+from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
 from lrlab.records import RunRecorder
 from lrlab.schedules import build_scheduler
@@ -223,6 +224,9 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     device = select_device(t.device)
     data: DataBundle = build_data(cfg)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
+    # model.freeze / fine_tune: frozen groups keep requires_grad=False but stay in the optimizer.
+    freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
+    freezer.apply(0)  # the LR range test, like fastai's, runs on the initially frozen model
     # optimizer.lr=auto: build at a placeholder lr; the LR range test then sets the head lr
     # (other groups keep their ratios) and restores model, optimizer and RNG exactly.
     auto_lr = lr_finder.is_auto_lr(cfg)
@@ -254,7 +258,8 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
 
     for epoch in range(first_epoch, t.epochs):
         epoch_start = time.perf_counter()
-        model.train()
+        freezer.apply(epoch)  # fine_tune: unfreezes at model.freeze_epochs; the schedule goes on
+        freezer.train_mode()  # model.train(), but frozen BatchNorm layers stay in eval mode
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0

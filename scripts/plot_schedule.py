@@ -70,7 +70,7 @@ def plot(rows: list[list], group_names: list[str], title: str, path: Path) -> No
     momenta = {r[-1] for r in rows}
     has_momentum = len(momenta) > 1  # a constant momentum goes in the title instead
     if len(momenta) == 1 and None not in momenta:
-        title += f"  momentum {momenta.pop():g}"
+        title += f", momentum/beta1 {momenta.pop():g}"
     fig, axes = plt.subplots(
         2 if has_momentum else 1, 1, figsize=(7, 5 if has_momentum else 3.2), sharex=True
     )
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         writer.writerows(["" if v is None else v for v in row] for row in rows)
     optimizer = cfg.optimizer._target_.rsplit(".", 1)[-1]
     title = (
-        f"scheduler={cfg.scheduler.name}  {optimizer}(lr={cfg.optimizer.lr:g})  "
-        f"{cfg.trainer.epochs} epochs x {spe} steps"
+        f"{' '.join(args.overrides) or 'defaults'}\n"
+        f"{optimizer}(lr={cfg.optimizer.lr:g}), {cfg.trainer.epochs} epochs x {spe} steps"
     )
     plot(rows, group_names, title, out / f"{stem}.png")
     print(out / f"{stem}.png")

@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         cfg = compose_config(args.overrides)
+        if str(cfg.optimizer.lr).lower() == "auto":
+            raise ConfigError(
+                "optimizer.lr=auto is found by the LR finder at run time; plot with a number "
+                "(optimizer.lr=1e-3): the schedule's shape is the same for any peak"
+            )
         rows, spe, header, group_names = schedule_trace(cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

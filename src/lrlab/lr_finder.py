@@ -407,7 +407,8 @@ def plot_result(result: LRFindResult, path: str | Path, chosen: str | None = Non
         if lr is None or not len(win_lrs):
             continue
         y = float(np.interp(np.log10(lr), np.log10(win_lrs), win_losses))
-        label = f"{name}: {lr:.2e}" + (" (chosen)" if name == chosen else "")
+        label = f"{name}: {lr:.2e}" + (" (lr at the lowest loss / 10)" if name == "minimum" else "")
+        label += " (chosen)" if name == chosen else ""
         ax.plot([lr], [y], markers[name], color=f"C{i + 1}", markersize=9, label=label, zorder=3)
         ax.annotate(name, (lr, y), textcoords="offset points", xytext=(6, 6), color=f"C{i + 1}")
     ax.legend(loc="best")

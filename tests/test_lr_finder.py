@@ -568,3 +568,16 @@ def test_train_with_auto_lr_equals_training_with_the_found_lr(tmp_path) -> None:
     # CLR: the lr stays between the lower bound peak/6 and the found peak
     step_lrs = [r["lr"] for r in auto_rows if r["type"] == "step"]
     assert all(lr / 6 * (1 - 1e-9) <= x <= lr * (1 + 1e-9) for x in step_lrs)
+
+
+def test_train_rejects_bad_lr_find_settings_before_building_anything(tmp_path, monkeypatch) -> None:
+    from lrlab import training
+    from tests.conftest import compose_cfg
+
+    def no_data(cfg):
+        raise AssertionError("data was built before the config was checked")
+
+    monkeypatch.setattr(training, "build_data", no_data)
+    cfg = compose_cfg(["optimizer.lr=auto", "lr_find.end_lr=0"], tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"lr_find\.end_lr"):
+        training.train(cfg)

@@ -439,7 +439,7 @@ def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def is_auto_lr(cfg: DictConfig) -> bool:
-    return str(cfg.optimizer.get("lr")).lower() == "auto"
+    return cfg.optimizer.get("lr") == "auto"
 
 
 # --- entry points: find_lr.py and optimizer.lr=auto -------------------------------------------

@@ -48,6 +48,8 @@ def validate_config(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     if lr != "auto" and (not isinstance(lr, int | float) or lr <= 0):
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
+    if lr == "auto":
+        lr_finder.validate_lr_find_cfg(cfg.lr_find)
     checks = [
         (
             isinstance(t.epochs, int) and t.epochs >= 1,

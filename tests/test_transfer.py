@@ -147,6 +147,23 @@ def test_freeze_modes_use_timms_stages(make_cfg, freeze, expected):
     ]
 
 
+@pytest.mark.parametrize(
+    "name", ["simple_cnn", "test_resnet", "test_vit", "test_convnext", "test_efficientnet"]
+)
+def test_the_import_free_grouping_matches_timms(make_cfg, name):
+    from timm.models import group_parameters
+
+    from lrlab.models.freezing import group_names
+
+    cfg = make_cfg() if name == "simple_cnn" else make_cfg("model=timm", f"model.name={name}")
+    model = build(cfg)
+    for coarse in (True, False):
+        matcher = model.group_matcher(coarse=coarse)
+        ref = group_parameters(model, matcher)
+        mine = group_names([n for n, _ in model.named_parameters()], matcher)
+        assert mine == [ref[k] for k in sorted(ref)]
+
+
 def test_simple_cnn_blocks_are_its_stages(make_cfg):
     cfg = make_cfg("model.freeze=all_but_last_stage")
     model = build_model(cfg.model, 10, 1, 16)
@@ -271,12 +288,12 @@ def test_fine_tune_unfreezes_at_the_right_step_and_the_schedule_continues(make_c
     cfg = make_cfg(
         *common, "model.freeze=all_but_head", "model.fine_tune=true", "model.freeze_epochs=1"
     )
-    spe, epochs = 3, 3
+    spe, epochs = 2, 3
     model = build_model(cfg.model, 5, 1, 16)
     freezer = Freezer.from_cfg(cfg.model, model, epochs=epochs)
-    assert freezer.unfreeze_step(spe) == 3
+    assert freezer.unfreeze_step(spe) == 2
     optimizer, lrs, stem_moved = run_schedule(cfg, model, freezer, spe, epochs)
-    assert stem_moved == [False] * 3 + [True] * 6  # unfrozen exactly from step 3 on
+    assert stem_moved == [False] * 2 + [True] * 4  # unfrozen exactly from step 2 on
     # The lrs are those of the same schedule without any freezing: one continuous schedule.
     ref_cfg = make_cfg(*common)
     _, ref_lrs, ref_moved = run_schedule(
@@ -286,8 +303,8 @@ def test_fine_tune_unfreezes_at_the_right_step_and_the_schedule_continues(make_c
     assert len({round(lr[0], 12) for lr in lrs}) >= 4  # and the schedule does move
     # The head's optimizer state survived the unfreeze; the stem's started there.
     state = optimizer.state
-    assert int(state[model.classifier[-1].weight]["step"]) == 9
-    assert int(state[model.features[0][0].weight]["step"]) == 6
+    assert int(state[model.classifier[-1].weight]["step"]) == 6
+    assert int(state[model.features[0][0].weight]["step"]) == 4
 
 
 def test_freezer_state_depends_on_the_epoch_only(make_cfg):
@@ -308,6 +325,61 @@ def test_parameters_the_model_keeps_fixed_stay_fixed_after_the_unfreeze(make_cfg
     freezer.apply(0)
     freezer.apply(1)
     assert not model.conv1[0].weight.requires_grad and model.layer1[0].conv1.weight.requires_grad
+
+
+# --- in the training loop -------------------------------------------------------------------------
+
+
+def train_and_keep_model(cfg, monkeypatch) -> tuple[dict, dict, torch.nn.Module, list[dict]]:
+    """training.train(cfg), keeping the model it built and its initial state."""
+    from lrlab import training
+    from lrlab.records import read_jsonl
+
+    built: dict[str, torch.nn.Module] = {}
+
+    def spy(*args, **kwargs):
+        built["model"] = model = build_model(*args, **kwargs)
+        built["init"] = snapshot(model)
+        return model
+
+    monkeypatch.setattr(training, "build_model", spy)
+    summary = training.train(cfg)
+    rows = read_jsonl(Path(cfg.paths.output_dir) / "metrics.jsonl")
+    return summary, built["init"], built["model"], [r for r in rows if r["type"] == "step"]
+
+
+def test_the_training_loop_freezes_and_fine_tunes(make_cfg, monkeypatch):
+    common = [
+        *SMALL_CNN,
+        "optimizer=sgd",
+        "model.lr_mult=10",
+        "model.freeze=all_but_head",
+        "trainer.epochs=2",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "trainer.checkpoint=false",
+    ]
+    frozen = train_and_keep_model(make_cfg(*common, out="frozen"), monkeypatch)
+    tuned = train_and_keep_model(
+        make_cfg(*common, "model.fine_tune=true", "model.freeze_epochs=1", out="tuned"),
+        monkeypatch,
+    )
+    for summary, init, model, _ in (frozen, tuned):
+        assert summary["status"] == "completed"
+        assert not torch.equal(
+            init["classifier.5.weight"], model.state_dict()["classifier.5.weight"]
+        )
+    stem = ["features.0.0.weight", "features.0.1.weight", "features.0.1.running_mean"]
+    _, init, model, frozen_steps = frozen
+    assert all(torch.equal(init[k], model.state_dict()[k]) for k in stem)  # frozen all along
+    _, init, model, tuned_steps = tuned
+    assert not any(torch.equal(init[k], model.state_dict()[k]) for k in stem)  # unfrozen
+    # Same schedule, every group's lr logged, head first at optimizer.lr's scale.
+    lrs = [r["lr_groups"] for r in tuned_steps]
+    assert lrs == [r["lr_groups"] for r in frozen_steps] and len(lrs) == 6
+    assert all(r["lr"] == r["lr_groups"][0] == max(r["lr_groups"]) for r in tuned_steps)
+    assert min(lrs[0]) == pytest.approx(lrs[0][0] / 10)
 
 
 # --- end to end -----------------------------------------------------------------------------------

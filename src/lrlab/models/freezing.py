@@ -13,6 +13,9 @@ were already training is kept and the one schedule of the whole run simply conti
 from __future__ import annotations
 
 import logging
+import math
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,10 +36,14 @@ def layer_groups(model: nn.Module) -> list[list[str]]:
     names = [n for n, _ in model.named_parameters()]
     if not hasattr(model, "group_matcher"):
         return [names]
-    from timm.models import group_parameters
+    matcher = model.group_matcher(coarse=True)
+    if "timm" in sys.modules or not isinstance(matcher, dict):
+        from timm.models import group_parameters
 
-    grouped = group_parameters(model, model.group_matcher(coarse=True))
-    groups = [grouped[k] for k in sorted(grouped)]
+        grouped = group_parameters(model, matcher)
+        groups = [grouped[k] for k in sorted(grouped)]
+    else:
+        groups = group_names(names, matcher)
     if len(groups) > 1 and hasattr(model, "get_classifier"):
         # The head is timm's catch-all last group; check it really holds the classifier, or
         # `all_but_head` would freeze the classifier too.
@@ -47,6 +54,40 @@ def layer_groups(model: nn.Module) -> list[list[str]]:
                 f"{type(model).__name__}: the last layer group of group_matcher() does not hold "
                 f"the classifier ({sorted(head - set(groups[-1]))[:3]}...)"
             )
+    return groups
+
+
+_MATCH_PREV_GROUP = 99999.0  # timm's MATCH_PREV_GROUP: merge into the previous group
+
+
+def group_names(names: list[str], matcher: dict[str, Any]) -> list[list[str]]:
+    """timm's `group_with_matcher` for a dict matcher (same groups; tests compare the two).
+
+    Only for models outside timm: importing timm costs seconds, which the simple CNN's quick
+    runs should not pay. `layer_groups` uses timm's own function once timm is imported.
+    """
+    compiled = []
+    for ordinal, spec in enumerate(matcher.values()):
+        if spec is None:
+            continue
+        for pattern, suffix in spec if isinstance(spec, (list, tuple)) else [(spec, None)]:
+            compiled.append((re.compile(pattern), float(ordinal), suffix))
+
+    def key(name: str) -> tuple[float, ...]:
+        for regex, ordinal, suffix in compiled:
+            if match := regex.match(name):
+                return (ordinal, *map(float, match.groups()), *map(float, suffix or ()))
+        return (math.inf,)  # unmatched (the head): last
+
+    grouping: dict[tuple[float, ...], list[str]] = {}
+    for name in names:
+        grouping.setdefault(key(name), []).append(name)
+    groups: list[list[str]] = []
+    for k in sorted(grouping):
+        if groups and k[-1] == _MATCH_PREV_GROUP:
+            groups[-1].extend(grouping[k])
+        else:
+            groups.append(list(grouping[k]))
     return groups
 
 

@@ -404,7 +404,9 @@ def _cycles_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> 
     return bool(setting)
 
 
-def _with_warmup(lr_fn: LrFn, mom_fn: MomFn | None, steps: int, start: float):
+def _with_warmup(
+    lr_fn: LrFn, mom_fn: MomFn | None, steps: int, start: float
+) -> tuple[LrFn, MomFn | None]:
     """Linear warmup from `start` x the schedule's first value to it, then the schedule."""
     first = lr_fn(0)
 

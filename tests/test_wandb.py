@@ -101,7 +101,7 @@ def offline_run(run_dir: Path, timeout: float = 20.0) -> dict[str, Any]:
     return out
 
 
-def make_cfg(run_dir: Path, **wandb_cfg: Any):
+def wandb_cfg(run_dir: Path, **wandb_cfg: Any):
     return OmegaConf.create(
         {
             "seed": 1,
@@ -145,13 +145,16 @@ def test_names_from_hydra() -> None:
     assert loggers.run_name(["experiment=cmp", "recipe=adam", "seed=1"]) == "recipe=adam,seed=1"
     assert loggers.run_name(["experiment=cmp"]) == "experiment=cmp"
     assert loggers.run_name([]) is None
+    overrides = ["experiment=cmp", "debug=fast", "recipe=adam", "seed=1"]
+    assert loggers.run_name(overrides, swept={"recipe", "seed"}) == "recipe=adam,seed=1"
+    assert loggers.run_name(overrides, swept=set()) == "debug=fast,recipe=adam,seed=1"
     assert (
         loggers.sweep_group(Path("outputs/multiruns/2026-01-01/12-00-00")) == "2026-01-01/12-00-00"
     )
-    kw = loggers.wandb_init_kwargs(make_cfg(Path("/r")), Path("/r"), hydra={})
+    kw = loggers.wandb_init_kwargs(wandb_cfg(Path("/r")), Path("/r"), hydra={})
     assert kw["group"] is None and kw["name"] is None and kw["job_type"] == "train"
     kw = loggers.wandb_init_kwargs(
-        make_cfg(Path("/r"), group="mine", job_type="find_lr"), Path("/r"), MULTIRUN
+        wandb_cfg(Path("/r"), group="mine", job_type="find_lr"), Path("/r"), MULTIRUN
     )
     assert kw["group"] == "mine" and kw["job_type"] == "find_lr"
 
@@ -168,7 +171,7 @@ def test_mode_auto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_mode_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"logger.wandb.mode .*'onlne'"):
-        loggers.build_trackers(make_cfg(tmp_path, mode="onlne"))
+        loggers.build_trackers(wandb_cfg(tmp_path, mode="onlne"))
 
 
 def test_offline_run_records_config_group_name_and_lr_per_step(
@@ -176,7 +179,7 @@ def test_offline_run_records_config_group_name_and_lr_per_step(
 ) -> None:
     monkeypatch.setattr(loggers, "hydra_context", lambda: MULTIRUN)
     run_dir = tmp_path / "run"
-    (tracker,) = loggers.build_trackers(make_cfg(run_dir, mode="auto"))
+    (tracker,) = loggers.build_trackers(wandb_cfg(run_dir, mode="auto"))
     assert "wandb sync" in capsys.readouterr().out  # the offline hint
     for row in STEP_ROWS:
         tracker.log_metrics(row)
@@ -220,7 +223,7 @@ def test_sequential_jobs_are_separate_runs(tmp_path: Path, monkeypatch: pytest.M
         monkeypatch.setattr(
             loggers, "hydra_context", lambda job=job: {**MULTIRUN, "overrides": [f"seed={job}"]}
         )
-        (tracker,) = loggers.build_trackers(make_cfg(tmp_path / str(job)))
+        (tracker,) = loggers.build_trackers(wandb_cfg(tmp_path / str(job)))
         ids.append(tracker.run.id)
         tracker.log_metrics(STEP_ROWS[0])
         if job == 0:
@@ -240,7 +243,7 @@ def test_init_failure_warns_once_and_never_raises(
     monkeypatch.setattr(wandb, "init", broken_init)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        (tracker,) = loggers.build_trackers(make_cfg(tmp_path, mode="online"))
+        (tracker,) = loggers.build_trackers(wandb_cfg(tmp_path, mode="online"))
         for row in [*STEP_ROWS, EPOCH_ROW]:
             tracker.log_metrics(row)
         tracker.log_summary({"status": "completed"})
@@ -253,7 +256,7 @@ def test_init_failure_warns_once_and_never_raises(
 
 
 def test_failure_mid_run_disables_wandb(tmp_path: Path) -> None:
-    (tracker,) = loggers.build_trackers(make_cfg(tmp_path))
+    (tracker,) = loggers.build_trackers(wandb_cfg(tmp_path))
     run = tracker.run
 
     def broken_log(*args: Any, **kwargs: Any) -> None:
@@ -282,3 +285,98 @@ def test_csv_logger(tmp_path: Path) -> None:
     assert (
         loggers.build_trackers(OmegaConf.create({"paths": {"output_dir": "x"}, "logger": {}})) == []
     )
+
+
+@pytest.mark.slow  # imports torch and trains (digits, 3 batches)
+def test_training_run_logs_the_lr_of_every_step_to_wandb(
+    make_cfg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real training loop: W&B's history equals metrics.jsonl, value for value."""
+    from lrlab.records import read_jsonl
+    from lrlab.training import train
+
+    monkeypatch.setattr(loggers, "hydra_context", lambda: MULTIRUN)
+    cfg = make_cfg("debug=fast", "optimizer=sgd", "scheduler=clr", "logger=[csv,wandb]")
+    summary = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    rec = offline_run(run_dir)
+    assert (
+        rec["run"].run_group == "2026-01-01/12-00-00"
+        and rec["run"].display_name == "recipe=adam,seed=1"
+    )
+    local_steps = [r for r in rows if r["type"] == "step"]
+    wandb_steps = [h for h in rec["history"] if "lr" in h]
+    assert len(local_steps) == 3  # debug=fast: 3 batches, a row per step
+    assert [h["lr"] for h in wandb_steps] == [r["lr"] for r in local_steps]
+    assert [h["momentum"] for h in wandb_steps] == [r["momentum"] for r in local_steps]
+    assert [h["trainer/step"] for h in wandb_steps] == [r["step"] for r in local_steps]
+    (epoch,) = [h for h in rec["history"] if "val/acc" in h]
+    assert epoch["val/acc"] == summary["best_val_acc"]
+    assert rec["summary"]["status"] == "completed" and rec["exit_code"] == 0
+    assert rec["config"]["optimizer"]["_target_"] == "torch.optim.SGD"
+    assert (run_dir / "metrics.csv").is_file()
+
+
+@pytest.mark.slow  # imports torch and trains (digits, 3 batches)
+def test_forced_wandb_failure_leaves_a_completed_run_with_local_records(
+    make_cfg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrlab.records import read_jsonl
+    from lrlab.training import train
+
+    calls = {"log": 0}
+    real_init = wandb.init
+
+    def flaky_init(*args: Any, **kwargs: Any) -> Any:
+        run = real_init(*args, **kwargs)
+
+        def broken_log(*a: Any, **k: Any) -> None:  # e.g. the service process died
+            calls["log"] += 1
+            raise ConnectionResetError("wandb service gone")
+
+        run.log = broken_log
+        return run
+
+    monkeypatch.setattr(wandb, "init", flaky_init)
+    cfg = make_cfg("debug=fast", "logger=wandb")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert summary["status"] == "completed"
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["type"] for r in rows] == ["step", "step", "step", "epoch"]
+    assert calls["log"] == 1  # disabled after the first failure
+    assert [str(w.message) for w in caught if "W&B" in str(w.message)] == [
+        f"W&B logging disabled for this run: log failed (ConnectionResetError: wandb service gone); "
+        f"local records in {run_dir} continue"
+    ]
+
+
+@pytest.mark.slow
+def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    sweep = tmp_path / "multiruns" / "2026-01-01" / "12-00-00"
+    proc = run_cli(
+        "train.py", "-m", "debug=fast", "data.image_size=8", "optimizer=sgd,adam", "seed=0",
+        "logger=wandb", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = [offline_run(sweep / str(job)) for job in range(2)]
+    # named by what the sweep varies (seed=0 is fixed here)
+    assert [r["run"].display_name for r in runs] == ["optimizer=sgd", "optimizer=adam"]
+    assert {r["run"].run_group for r in runs} == {"2026-01-01/12-00-00"}
+    assert runs[0]["run"].run_id != runs[1]["run"].run_id
+    assert {r["run"].job_type for r in runs} == {"train"}
+    assert [r["exit_code"] for r in runs] == [0, 0]
+    assert not (tmp_path / "wandb").exists()  # everything inside the run dirs
+
+
+def test_swept_keys_from_multirun_yaml_and_config(tmp_path: Path) -> None:
+    task = ["experiment=cmp", "debug=fast", "optimizer=sgd,adam", "+lr=range(1,3)", "seed=0"]
+    OmegaConf.save({"hydra": {"overrides": {"task": task}}}, tmp_path / "multirun.yaml")
+    assert loggers.swept_keys(tmp_path, {"recipe": "a,b"}) == {"optimizer", "lr", "recipe"}
+    assert loggers.swept_keys(tmp_path / "none", None) == set()

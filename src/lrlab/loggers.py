@@ -127,20 +127,41 @@ def hydra_context() -> dict[str, Any]:
             return {}
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
+        # the job's dir is <sweep dir>/<subdir>: its parent groups the sweep's jobs
+        sweep_dir = Path(hc.runtime.output_dir).parent if multirun else None
         return {
             "job_name": hc.job.name,
             "overrides": list(hc.overrides.task),
-            # the job's dir is <sweep dir>/<subdir>: its parent groups the sweep's jobs
-            "sweep_dir": Path(hc.runtime.output_dir).parent if multirun else None,
-            "choices": dict(hc.runtime.choices),
+            "sweep_dir": sweep_dir,
+            "swept": swept_keys(sweep_dir, hc.sweeper.get("params")) if multirun else None,
         }
     except Exception:  # a partially set-up HydraConfig must not stop training
         return {}
 
 
-def run_name(overrides: list[str]) -> str | None:
-    """`recipe=adam,seed=1` from the overrides (`experiment=` dropped when others remain)."""
-    rest = [o for o in overrides if not o.startswith(("experiment=", "+experiment="))]
+def swept_keys(sweep_dir: Path, config_params: Any) -> set[str]:
+    """Keys the sweep varies: `hydra.sweeper.params` and the command line's sweep overrides
+    (`optimizer=sgd,adam`), read from the multirun.yaml Hydra saves before the first job."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = {str(k) for k in (config_params or {})}
+    multirun_file = sweep_dir / "multirun.yaml"
+    if multirun_file.is_file():
+        task = OmegaConf.load(multirun_file).hydra.overrides.task
+        parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+        keys |= {o.key_or_group for o in parsed if o.is_sweep_override()}
+    return keys
+
+
+def run_name(overrides: list[str], swept: set[str] | None = None) -> str | None:
+    """`recipe=adam,seed=1`: a multirun job's swept overrides, else all of its overrides
+    (`experiment=` dropped when others remain)."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if swept:
+        chosen = [o for o, k in zip(overrides, keys, strict=True) if k in swept]
+        if chosen:
+            return ",".join(chosen)
+    rest = [o for o, k in zip(overrides, keys, strict=True) if k != "experiment"]
     return ",".join(rest or overrides) or None
 
 
@@ -168,7 +189,7 @@ def wandb_init_kwargs(cfg: DictConfig, run_dir: Path, hydra: dict[str, Any] | No
         "project": wcfg.get("project") or "lrlab",
         "entity": wcfg.get("entity"),
         "group": wcfg.get("group") or (sweep_group(sweep_dir) if sweep_dir else None),
-        "name": wcfg.get("name") or run_name(hydra.get("overrides", [])),
+        "name": wcfg.get("name") or run_name(hydra.get("overrides", []), hydra.get("swept")),
         "job_type": wcfg.get("job_type")
         or (job_name if job_name in ("train", "find_lr") else "train"),
         "tags": [str(t) for t in dict.fromkeys(tags)] or None,

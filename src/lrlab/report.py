@@ -4,8 +4,8 @@ Used by `scripts/compare.py` and `notebooks/compare_optimizers.ipynb`. A run is 
 with the records the trainer writes (`summary.json`, `metrics.jsonl`, `.hydra/overrides.yaml`).
 Statistics are mean ± sample std (ddof=1) across the runs of a group, as in seed studies.
 Completed and diverged runs are the outcomes of a recipe, so both enter the statistics; failed,
-interrupted and runs without `summary.json` (`missing`: crashed hard or still running) are
-counted and listed but not averaged.
+interrupted, `running` (killed, or still going: the trainer rewrites summary.json every epoch)
+and `missing` runs (no summary.json) are counted and listed but not averaged.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import yaml
 
 # Statuses whose numbers describe the recipe (a diverged seed counts against its optimizer).
 COUNTED_STATUSES = ("completed", "diverged")
-STATUS_ORDER = ("completed", "diverged", "interrupted", "failed", "missing")
-DEFAULT_IGNORE = ("seed",)
+STATUS_ORDER = ("completed", "diverged", "running", "interrupted", "failed", "missing")
+# Override keys that do not change a run's result (a key also covers its sub-keys: `paths`
+# covers `paths.log_dir`); runs differing only in these are seeds of one group.
+DEFAULT_IGNORE = ("seed", "logger", "paths", "hydra", "trainer.progress_bar")
 CURVE_METRICS = ("train_acc", "val_acc", "train_loss", "val_loss")
 
 
@@ -141,6 +143,8 @@ class Comparison:
     target: float | None = None
     target_auto: bool = False
     sources: list[str] = field(default_factory=list)
+    by: Sequence[str] | None = None
+    ignore: Sequence[str] = DEFAULT_IGNORE
 
     def stats(self) -> list[dict[str, Any]]:
         return [g.stats(self.metric, self.target) for g in self.groups]
@@ -203,10 +207,15 @@ class Comparison:
     def markdown(self, figures: Sequence[str] = ()) -> str:
         parts = ["# Run comparison", ""]
         parts += [f"Sources: {', '.join(f'`{s}`' for s in self.sources)}", ""]
+        grouping = (
+            f"by {', '.join(self.by)}"
+            if self.by
+            else f"by every override except {', '.join(self.ignore)}"
+        )
         parts.append(
-            f"{len(self.runs)} runs in {len(self.groups)} groups (grouped by every override "
-            f"but the seed). Cells are mean ± sample std (ddof=1) over completed and diverged "
-            f"runs; metric `{self.metric}`."
+            f"{len(self.runs)} runs in {len(self.groups)} groups (grouped {grouping}). Cells are "
+            f"mean ± sample std (ddof=1) over the completed and diverged runs; metric "
+            f"`{self.metric}`."
         )
         if self.target is not None:
             how = " (auto: 90% of the best group's mean best value)" if self.target_auto else ""
@@ -311,16 +320,23 @@ def override_dict(overrides: Iterable[str]) -> dict[str, str | None]:
     return out
 
 
+def is_ignored(key: str, ignore: Sequence[str]) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in ignore)
+
+
 def group_runs(
     runs: Sequence[Run], by: Sequence[str] | None = None, ignore: Sequence[str] = DEFAULT_IGNORE
 ) -> list[Group]:
-    """Group runs by their overrides minus `ignore` (or by the keys `by` only), in run order."""
+    """Group runs by their overrides minus `ignore` (or by the keys `by` only), in run order.
+
+    The seed must stay ignored unless `by` is given: otherwise every run is its own group.
+    """
 
     def key_of(run: Run) -> tuple[str, ...]:
         d = override_dict(run.overrides)
         if by:
             return tuple(f"{k}={d.get(k, '(default)')}" for k in by)
-        return tuple(sorted(o for o in run.overrides if override_key(o) not in ignore))
+        return tuple(sorted(o for o in run.overrides if not is_ignored(override_key(o), ignore)))
 
     groups: dict[tuple[str, ...], Group] = {}
     for run in runs:
@@ -350,7 +366,9 @@ def compare(
     auto = target is None
     if auto:
         target = auto_target(groups, metric)
-    return Comparison(runs, groups, metric, target, auto and target is not None, paths)
+    return Comparison(
+        runs, groups, metric, target, auto and target is not None, paths, by, tuple(ignore)
+    )
 
 
 def auto_target(groups: Sequence[Group], metric: str) -> float | None:

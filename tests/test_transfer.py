@@ -97,6 +97,8 @@ def test_bad_weight_settings_are_config_errors(make_cfg, pretrained, tmp_path):
         build(timm_cfg(make_cfg, "model.pretrained=true", f"model.weights={tmp_path}/nope.pth"))
     with pytest.raises(ConfigError, match=r"model\.name='no_such_net'"):
         build(make_cfg("model=timm", "model.name=no_such_net"))
+    with pytest.raises(ConfigError, match=r"model\.name='resnet18\.bogus'.*tag"):
+        build(make_cfg("model=timm", "model.name=resnet18.bogus"))
 
 
 def test_a_weights_file_of_another_architecture_is_refused(make_cfg, tmp_path):

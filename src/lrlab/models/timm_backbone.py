@@ -73,7 +73,11 @@ def build_timm_model(
         "drop_rate": model_cfg.get("drop_rate"),  # None: the architecture's default
         "drop_path_rate": model_cfg.get("drop_path_rate"),
     }
-    if get_pretrained_cfg_value(name, "fixed_input_size"):
+    try:
+        fixed_size = get_pretrained_cfg_value(name, "fixed_input_size")
+    except RuntimeError as e:  # an unknown weight tag, e.g. resnet34.bogus
+        raise ConfigError(f"model.name={name!r}: {e}") from None
+    if fixed_size:
         kwargs["img_size"] = image_size  # e.g. ViTs: position embeddings for this size
     overlay = {"file": str(weights)} if weights is not None else None
     try:

@@ -29,7 +29,7 @@ from lrlab.models import build_model
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
 from lrlab.records import RunRecorder
-from lrlab.schedules import build_scheduler
+from lrlab.schedules import build_scheduler, group_momentum
 from lrlab.utils import package_versions, rng_state, seed_everything, select_device, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -146,9 +146,7 @@ def optimizer_steps_per_epoch(num_batches: int, accumulate: int) -> int:
 def group_hparams(optimizer: torch.optim.Optimizer) -> tuple[list[float], float | None]:
     """Every group's lr, and group 0's momentum (SGD/RMSprop) or beta1 (Adam family)."""
     lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    g0 = optimizer.param_groups[0]
-    momentum = g0["betas"][0] if "betas" in g0 else g0.get("momentum")
-    return lrs, None if momentum is None else float(momentum)
+    return lrs, group_momentum(optimizer.param_groups[0])
 
 
 @torch.inference_mode()

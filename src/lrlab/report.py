@@ -17,10 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Statuses whose numbers describe the recipe (a diverged seed counts against its optimizer).
 COUNTED_STATUSES = ("completed", "diverged")
@@ -419,27 +422,19 @@ def curve_stats(runs: Sequence[Run], metric: str) -> tuple[np.ndarray, np.ndarra
 # ---------------------------------------------------------------------------- figures
 
 
-def plot_curves(
-    groups: Sequence[Group], path: str | Path, metrics: Sequence[str] = CURVE_METRICS
-) -> Path:
+def curves_figure(groups: Sequence[Group], metrics: Sequence[str] = CURVE_METRICS) -> Figure:
     """One panel per metric: per-group mean over seeds per epoch with a ±std band."""
-    plt = _pyplot()
     ncols = 2
     nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4 * nrows), squeeze=False)
+    fig, axes = _figure(nrows, ncols)
     colors = _colors(len(groups))
     for ax, metric in zip(axes.flat, metrics, strict=False):
         for group, color in zip(groups, colors, strict=True):
             epochs, mean, std = curve_stats(group.counted_runs, metric)
             if epochs.size == 0:
                 continue
-            ax.plot(
-                epochs,
-                mean,
-                color=color,
-                label=group.label,
-                marker="." if epochs.size < 20 else None,
-            )
+            marker = "." if epochs.size < 20 else None
+            ax.plot(epochs, mean, color=color, label=group.label, marker=marker)
             band = np.isfinite(std)
             if band.any():
                 ax.fill_between(
@@ -450,7 +445,7 @@ def plot_curves(
                     alpha=0.2,
                     lw=0,
                 )
-        ax.set_title(metric.replace("_", " "))
+        ax.set_title(metric.replace("_", " ") + " (mean ± std over seeds)")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if is_loss(metric):
@@ -458,14 +453,12 @@ def plot_curves(
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     _legend(fig, axes.flat[0], len(groups))
-    return _save(fig, path)
+    return fig
 
 
-def plot_lr(groups: Sequence[Group], path: str | Path) -> Path | None:
-    """Learning rate (group 0) and momentum per optimizer step, one color per group.
-
-    Returns None (and writes nothing) when no run has logged a learning rate.
-    """
+def lr_figure(groups: Sequence[Group]) -> Figure | None:
+    """Learning rate (param group 0) and momentum per logged step, one color per group;
+    None when no run has logged a learning rate."""
     traces = {
         key: [(g, _trace(r, key)) for g in groups for r in g.counted_runs]
         for key in ("lr", "momentum")
@@ -473,8 +466,7 @@ def plot_lr(groups: Sequence[Group], path: str | Path) -> Path | None:
     panels = [k for k, v in traces.items() if any(t[0].size for _, t in v)]
     if "lr" not in panels:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
+    fig, axes = _figure(1, len(panels))
     colors = dict(zip((g.label for g in groups), _colors(len(groups)), strict=True))
     for ax, key in zip(axes.flat, panels, strict=True):
         labelled: set[str] = set()
@@ -489,7 +481,18 @@ def plot_lr(groups: Sequence[Group], path: str | Path) -> Path | None:
         if key == "lr" and _spans_decades(traces["lr"]):
             ax.set_yscale("log")
     _legend(fig, axes.flat[0], len(groups))
-    return _save(fig, path)
+    return fig
+
+
+def plot_curves(
+    groups: Sequence[Group], path: str | Path, metrics: Sequence[str] = CURVE_METRICS
+) -> Path:
+    return _save(curves_figure(groups, metrics), path)
+
+
+def plot_lr(groups: Sequence[Group], path: str | Path) -> Path | None:
+    fig = lr_figure(groups)
+    return None if fig is None else _save(fig, path)
 
 
 def _trace(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -507,22 +510,22 @@ def _spans_decades(traces: list[tuple[Group, tuple[np.ndarray, np.ndarray]]]) ->
     return values.size > 0 and values.max() / values.min() > 20
 
 
-def _pyplot():
-    import matplotlib
+def _figure(nrows: int, ncols: int) -> tuple[Figure, np.ndarray]:
+    # A bare Figure, not pyplot: no global backend switch (notebooks keep theirs), no leaks.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: no display needed (CI, SSH)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(6.5 * ncols, 4 * nrows))
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
 def _colors(n: int) -> list:
-    plt = _pyplot()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _legend(fig, ax, n: int) -> None:
+def _legend(fig: Figure, ax: Any, n: int) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(n, 4), frameon=False)
@@ -531,11 +534,10 @@ def _legend(fig, ax, n: int) -> None:
         fig.tight_layout()
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
     return path
 
 

@@ -141,10 +141,11 @@ def test_mixed_precision_trains_on_cpu(make_cfg, precision):
         ("trainer.precision=8", "trainer.precision"),
         ("trainer.accumulate_grad_batches=0", "accumulate_grad_batches"),
         ("trainer.device=tpu", "trainer.device"),
+        ("scheduler=onecycle scheduler.pct_start=1.5", "scheduler.pct_start"),
     ],
 )
 def test_bad_values_fail_before_training_and_are_recorded(make_cfg, override, message):
-    cfg = make_cfg(override)
+    cfg = make_cfg(*override.split())
     with pytest.raises(ConfigError, match=message):
         training.train(cfg)
     summary = json.loads(Path(cfg.paths.output_dir, "summary.json").read_text())

@@ -29,7 +29,7 @@ from lrlab.models import build_model
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
 from lrlab.records import RunRecorder
-from lrlab.schedules import build_scheduler, group_momentum
+from lrlab.schedules import build_scheduler, group_momentum, scheduler_params
 from lrlab.utils import package_versions, rng_state, seed_everything, select_device, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
     if lr == "auto":
         lr_finder.validate_lr_find_cfg(cfg.lr_find)
+    scheduler_params(cfg.scheduler, None if lr == "auto" else lr)
     checks = [
         (
             isinstance(t.epochs, int) and t.epochs >= 1,

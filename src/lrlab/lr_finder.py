@@ -286,12 +286,15 @@ def range_test(
     diverge_threshold: float = 4.0,
     accumulate_grad_batches: int = 1,
     extra_state: Iterable[Any] = (),
+    train_mode: Callable[[], Any] | None = None,
 ) -> LRFindResult:
     """Run the range test and restore everything afterwards (see `preserved_state`).
 
     `step_fn(batches)` must do one optimizer step over the micro-batches in `batches` (a list of
     `accumulate_grad_batches` loader batches) and return their mean loss. The recorded lr is the
     optimizer's own lr (`optimizer.defaults["lr"]` scale); other groups keep their ratio to it.
+    `train_mode()` puts the model in training mode (default `model.train()`; training passes
+    its Freezer's, which keeps frozen BatchNorm layers in eval mode).
     """
     lrs = lr_schedule(start_lr, end_lr, num_it, mode)
     ratios = _group_lr_ratios(optimizer)
@@ -299,7 +302,10 @@ def range_test(
     best = math.inf
     result = LRFindResult([], [], [], {}, False, None, num_it)
     with preserved_state(model, optimizer, loaders=[train_loader], extra=extra_state):
-        model.train()
+        if train_mode is None:
+            model.train()
+        else:
+            train_mode()
         batches = _cycle(train_loader)
         try:
             for lr in lrs:
@@ -461,6 +467,7 @@ def run_range_test(
     optimizer: torch.optim.Optimizer,
     train_loader,
     train_step,
+    train_mode: Callable[[], Any] | None = None,
 ) -> LRFindResult:
     """The range test with `cfg.lr_find` settings over `train_step` (a TrainStep: autocast, grad
     scaling, clipping), `trainer.accumulate_grad_batches` micro-batches per step."""
@@ -472,6 +479,7 @@ def run_range_test(
         loss_step(train_step),
         accumulate_grad_batches=int(cfg.trainer.accumulate_grad_batches),
         extra_state=[train_step.scaler],  # fp16 loss scale moves during the test
+        train_mode=train_mode,
         **kwargs,
     )
     result.settings = {
@@ -489,6 +497,7 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     the suggestions and write lr_find.json/png into `cfg.paths.output_dir`."""
     from lrlab.data import build_data
     from lrlab.models import build_model
+    from lrlab.models.freezing import Freezer
     from lrlab.optim import build_optimizer
     from lrlab.training import TrainStep, validate_config
     from lrlab.utils import seed_everything, select_device
@@ -500,10 +509,15 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     device = select_device(t.device)
     data = build_data(cfg)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
+    # As train.py: the test runs on the model as its first epoch trains it (model.freeze).
+    freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
+    freezer.apply(0)
     # The lr only sets the ratios between param groups: the test drives it.
     optimizer = build_optimizer(cfg, model, lr=PLACEHOLDER_LR if is_auto_lr(cfg) else None)
     train_step = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
-    result = run_range_test(cfg, model, optimizer, data.train_loader, train_step)
+    result = run_range_test(
+        cfg, model, optimizer, data.train_loader, train_step, freezer.train_mode
+    )
     chosen = str(cfg.lr_find.suggestion)
     save_result(result, cfg.paths.output_dir, chosen)
     print(format_table(result, chosen))
@@ -518,6 +532,7 @@ def resolve_auto_lr(
     train_loader,
     train_step,
     run_dir: str | Path,
+    train_mode: Callable[[], Any] | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """`optimizer.lr=auto`: run the range test on this model, data and optimizer (built with
     `build_optimizer(cfg, model, lr=PLACEHOLDER_LR)`), make the `lr_find.suggestion` pick the optimizer's lr (every
@@ -530,7 +545,7 @@ def resolve_auto_lr(
     """
     validate_lr_find_cfg(cfg.lr_find)
     chosen = str(cfg.lr_find.suggestion)
-    result = run_range_test(cfg, model, optimizer, train_loader, train_step)
+    result = run_range_test(cfg, model, optimizer, train_loader, train_step, train_mode)
     save_result(result, run_dir, chosen)
     log.info("%s", format_table(result, chosen))
     lr = result.suggestions[chosen]

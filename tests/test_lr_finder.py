@@ -581,3 +581,23 @@ def test_train_rejects_bad_lr_find_settings_before_building_anything(tmp_path, m
     cfg = compose_cfg(["optimizer.lr=auto", "lr_find.end_lr=0"], tmp_path / "run")
     with pytest.raises(ConfigError, match=r"lr_find\.end_lr"):
         training.train(cfg)
+
+
+def test_train_mode_hook_replaces_model_train() -> None:
+    model, opt, loader, step = tiny_setup()
+    bn = model.features[1]
+
+    def frozen_bn_train_mode() -> None:  # as Freezer.train_mode with a frozen BatchNorm
+        model.train()
+        bn.eval()
+
+    modes: list[tuple[bool, bool]] = []
+
+    def watching(batches: list) -> torch.Tensor:
+        modes.append((model.head.training, bn.training))
+        return lr_finder.loss_step(step)(batches)
+
+    lr_finder.range_test(model, opt, loader, watching, num_it=3, train_mode=frozen_bn_train_mode)
+    assert modes == [(True, False)] * 3
+    lr_finder.range_test(model, opt, loader, watching, num_it=2)
+    assert modes[3:] == [(True, True)] * 2

@@ -235,7 +235,7 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
     if auto_lr:
         _, summary["lr_find"] = lr_finder.resolve_auto_lr(
-            cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir
+            cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir, freezer.train_mode
         )
 
     train_batches, val_batches = epoch_batches(cfg, data)

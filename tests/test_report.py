@@ -218,3 +218,58 @@ def test_compare_script(sweep: Path, tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and "no run records" in proc.stderr
+
+
+RECIPES = {
+    "sgd_clr": ("torch.optim.SGD", "clr"),
+    "adam": ("torch.optim.Adam", "constant"),
+    "adamax": ("torch.optim.Adamax", "constant"),
+    "adagrad": ("torch.optim.Adagrad", "constant"),
+    "adadelta": ("torch.optim.Adadelta", "constant"),
+    "rmsprop": ("torch.optim.RMSprop", "constant"),
+    "adamw": ("torch.optim.AdamW", "constant"),
+}
+
+
+@pytest.mark.parametrize("experiment", ["optimizer_comparison", "optimizer_comparison_transfer"])
+def test_seed_study_experiments_declare_the_grid(experiment: str) -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", [f"experiment={experiment}"], return_hydra_config=True)
+        params = cfg.hydra.sweeper.params
+        assert params.recipe.split(",") == list(RECIPES) and params.seed == "0,1,2"
+        assert cfg.data.name == "flowers"
+        assert cfg.model.name == (
+            "simple_cnn" if experiment == "optimizer_comparison" else "resnet34"
+        )
+        for recipe, (optimizer, scheduler) in RECIPES.items():
+            cfg = compose("train", [f"experiment={experiment}", f"recipe={recipe}"])
+            assert (cfg.optimizer._target_, cfg.scheduler.name) == (optimizer, scheduler), recipe
+
+
+@pytest.mark.slow  # a real 4-job sweep (digits, a few batches each), then the script
+def test_tiny_real_multirun_then_report(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "train.py", "-m", "experiment=optimizer_comparison", "data=digits", "data.image_size=8",
+        "debug=fast", "recipe=sgd_clr,adam", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), str(sweep)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    finals = {"recipe=sgd_clr": [], "recipe=adam": []}
+    for job in range(4):
+        summary = json.loads((sweep / str(job) / "summary.json").read_text())
+        finals[summary["overrides"][0]].append(summary["final_val_acc"])
+    for label, values in finals.items():
+        cell = f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+        assert f"| {label} | 2 | 2 completed | {cell} |" in proc.stdout
+    assert (sweep / "report.md").read_text().count("| completed |") == 4
+    plt = pytest.importorskip("matplotlib.pyplot")
+    for name in ("curves.png", "lr.png"):
+        assert plt.imread(sweep / name).shape[1] > 400

@@ -380,3 +380,18 @@ def test_swept_keys_from_multirun_yaml_and_config(tmp_path: Path) -> None:
     OmegaConf.save({"hydra": {"overrides": {"task": task}}}, tmp_path / "multirun.yaml")
     assert loggers.swept_keys(tmp_path, {"recipe": "a,b"}) == {"optimizer", "lr", "recipe"}
     assert loggers.swept_keys(tmp_path / "none", None) == set()
+
+
+def test_checkpoint_artifact(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (tracker,) = loggers.build_trackers(wandb_cfg(run_dir, log_checkpoint=True))
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    tracker.finish("completed")
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    offline_run(run_dir)  # waits for the exit record
+    artifacts = [
+        r.artifact for r in read_wandb_records(path) if r.WhichOneof("record_type") == "artifact"
+    ]
+    assert [(a.name, a.type) for a in artifacts] == [(f"checkpoint-{path.stem[4:]}", "model")]
+    assert [e.path for e in artifacts[0].manifest.contents] == ["checkpoints/last.ckpt"]

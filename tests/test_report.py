@@ -168,6 +168,13 @@ def test_group_by_selected_keys_and_ignore(sweep: Path) -> None:
     assert len(one.groups) == 1 and len(one.groups[0].runs) == 8
 
 
+def test_nested_record_files_belong_to_their_run(sweep: Path) -> None:
+    nested = sweep / "0" / "extra"
+    nested.mkdir()
+    (nested / "metrics.jsonl").write_text("")
+    assert report.find_run_dirs([sweep]) == [sweep / str(i) for i in range(len(JOBS))]
+
+
 def test_run_dirs_given_directly_and_resumed_rows(sweep: Path, tmp_path: Path) -> None:
     run = tmp_path / "single"
     write_run(run, ["seed=3"], "completed", [0.1, 0.2], 1.0)

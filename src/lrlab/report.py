@@ -271,13 +271,14 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
             candidates = [p]
         else:
             marks = ("summary.json", "metrics.jsonl", ".hydra/overrides.yaml")
+            dirs = {
+                f.parent.parent if f.parent.name == ".hydra" else f.parent
+                for m in marks
+                for f in p.rglob(m)
+            }
+            # a run's own subfolders (e.g. a nested tool's output) are part of that run
             candidates = sorted(
-                {
-                    f.parent.parent if f.parent.name == ".hydra" else f.parent
-                    for m in marks
-                    for f in p.rglob(m)
-                },
-                key=_natural_key,
+                (d for d in dirs if not any(a in dirs for a in d.parents)), key=_natural_key
             )
         found += [c for c in candidates if c not in found]
     return found

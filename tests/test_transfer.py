@@ -70,7 +70,7 @@ def test_torch_weight_files_load_with_weights_only(make_cfg, pretrained, tmp_pat
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"state_dict": state, "extra": NotATensor()}, unsafe)
     cfg = timm_cfg(make_cfg, "model.pretrained=true", f"model.weights={unsafe}")
-    with pytest.raises(Exception, match="weights_only"):
+    with pytest.raises(ConfigError, match=r"model\.weights=.*weights_only"):
         build(cfg)
 
 
@@ -109,6 +109,11 @@ def test_a_weights_file_of_another_architecture_is_refused(make_cfg, tmp_path):
     save_file(timm.create_model("test_convnext").state_dict(), str(other))
     cfg = timm_cfg(make_cfg, "model.pretrained=true", f"model.weights={other}")
     with pytest.raises(ConfigError, match="none of test_resnet's parameter names"):
+        build(cfg)
+    wider = tmp_path / "resnet18.safetensors"  # same names, other shapes
+    save_file(timm.create_model("resnet18").state_dict(), str(wider))
+    cfg = timm_cfg(make_cfg, "model.pretrained=true", f"model.weights={wider}")
+    with pytest.raises(ConfigError, match=r"cannot be loaded into test_resnet: .*size mismatch"):
         build(cfg)
 
 

@@ -89,6 +89,15 @@ def build_timm_model(
         if pretrained and weights is None:
             raise PretrainedWeightsUnavailable(_offline_message(name, e)) from e
         raise
+    except RuntimeError as e:
+        if weights is None:
+            raise
+        # e.g. tensor size mismatches (another variant), or weights_only refusing a pickle
+        detail = " ".join(str(e).split())
+        detail = detail if len(detail) <= 400 else detail[:400] + " ..."
+        raise ConfigError(
+            f"model.weights={str(weights)!r} cannot be loaded into {name}: {detail}"
+        ) from e
     if weights is not None:
         _check_loaded(model, weights, name)
     return model

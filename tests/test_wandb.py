@@ -170,8 +170,13 @@ def test_mode_auto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_mode_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"logger.wandb.mode .*'onlne'"):
+    from lrlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"logger.wandb.mode .*'onlne'"):
         loggers.build_trackers(wandb_cfg(tmp_path, mode="onlne"))
+    with pytest.raises(ConfigError, match=r"logger.wandb.init_timeout .*-1"):
+        loggers.build_trackers(wandb_cfg(tmp_path, init_timeout=-1))
+    assert not (tmp_path / "wandb").exists()  # nothing started
 
 
 def test_offline_run_records_config_group_name_and_lr_per_step(

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.errors import ConfigError
+
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 # Run statuses that W&B should show as crashed (a diverged run finished its job: it stopped).
 _FAILED_STATUSES = ("failed", "interrupted")
@@ -32,7 +34,7 @@ class Tracker(Protocol):
 def build_trackers(cfg: DictConfig) -> list[Tracker]:
     """Trackers selected by the `logger` group (`logger=local` adds none).
 
-    Raises ValueError for bad logger settings; never raises for tracker failures.
+    Raises ConfigError (a ValueError) for bad logger settings; never for tracker failures.
     """
     logger_cfg = cfg.get("logger") or {}
     run_dir = Path(cfg.paths.output_dir)
@@ -87,10 +89,10 @@ class CsvTracker:
 def validate_wandb_config(wcfg: DictConfig) -> None:
     mode = wcfg.get("mode", "auto")
     if mode not in WANDB_MODES:
-        raise ValueError(f"logger.wandb.mode must be one of {'|'.join(WANDB_MODES)}, got {mode!r}")
+        raise ConfigError(f"logger.wandb.mode must be one of {'|'.join(WANDB_MODES)}, got {mode!r}")
     timeout = wcfg.get("init_timeout", 60)
     if not isinstance(timeout, int | float) or timeout <= 0:
-        raise ValueError(f"logger.wandb.init_timeout must be a positive number, got {timeout!r}")
+        raise ConfigError(f"logger.wandb.init_timeout must be a positive number, got {timeout!r}")
 
 
 def has_wandb_credentials() -> bool:

@@ -232,3 +232,23 @@ def test_flowers_short_epoch(make_cfg):
     )
     assert summary["status"] == "completed"
     assert 0.0 <= summary["final_val_acc"] <= 1.0 and rows[-1]["val_loss"] > 0
+
+
+@pytest.mark.slow
+def test_resume_of_an_auto_lr_run_reuses_the_found_lr(make_cfg):
+    common = [
+        "optimizer.lr=auto",
+        "lr_find.num_it=20",
+        "trainer.limit_train_batches=4",
+        "scheduler=constant",
+        "trainer.log_every_n_steps=1",
+    ]
+    first, rows = run(make_cfg(*common, "trainer.epochs=1", out="first"))
+    ckpt = Path(make_cfg(out="first").paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed, resumed_rows = run(
+        make_cfg(*common, "trainer.epochs=2", f"trainer.resume={ckpt}", out="second")
+    )
+    assert resumed["lr_find"] == first["lr_find"]
+    assert not (Path(make_cfg(out="second").paths.output_dir) / "lr_find.json").exists()
+    lrs = [r["lr"] for r in rows + resumed_rows if r["type"] == "step"]
+    assert len(lrs) == 8 and lrs == pytest.approx([first["lr_find"]["lr"]] * 8)

@@ -233,7 +233,7 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     auto_lr = lr_finder.is_auto_lr(cfg)
     optimizer = build_optimizer(cfg, model, lr=lr_finder.PLACEHOLDER_LR if auto_lr else None)
     step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
-    if auto_lr:
+    if auto_lr and not t.resume:  # a resumed run takes the found lrs from its checkpoint
         _, summary["lr_find"] = lr_finder.resolve_auto_lr(
             cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir, freezer.train_mode
         )
@@ -390,6 +390,7 @@ def save_checkpoint(
         "loader_rng": data.train_loader.generator.get_state(),
         "best_val_acc": summary["best_val_acc"],
         "best_epoch": summary["best_epoch"],
+        "lr_find": summary.get("lr_find"),
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -414,5 +415,7 @@ def load_checkpoint(
         epochs_completed=state["epoch"],
         steps=state["step"],
     )
+    if state.get("lr_find"):
+        summary["lr_find"] = state["lr_find"]
     log.info("resumed from %s at epoch %d, step %d", path, state["epoch"], state["step"])
     return state["epoch"], state["step"]

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup train test test-fast lint format clean
+.PHONY: setup train test test-fast lint format clean find-lr
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "lrlab needs Python >= 3.10, found " + sys.version.split()[0]'
@@ -35,3 +35,6 @@ format: setup
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache
+
+find-lr: setup  ## LR range test on the default experiment; overrides as ARGS="optimizer=sgd"
+	$(BIN)/python find_lr.py $(ARGS)

@@ -140,3 +140,19 @@ def test_group_lrs_keep_their_ratios_at_every_step(make_cfg, scheduler):
         ref.step()
     assert len(set(np.round(head_lrs, 12))) >= 4  # the schedule really moved the lrs
     assert min(g["lr_scale"] for g in opt.param_groups) == pytest.approx(1 / 20)
+
+
+def test_param_groups_are_stable_so_checkpoints_resume(make_cfg):
+    cfg = make_cfg("optimizer=adamw", "model.lr_mult=4")
+    model = simple_cnn(cfg)
+    opt = build_optimizer(cfg, model)
+    model(torch.randn(2, 1, 16, 16)).sum().backward()
+    opt.step()
+    twin = simple_cnn(cfg)
+    twin.load_state_dict(model.state_dict())
+    restored = build_optimizer(cfg, twin)
+    restored.load_state_dict(opt.state_dict())
+    assert [g["name"] for g in restored.param_groups] == [g["name"] for g in opt.param_groups]
+    for g_old, g_new in zip(opt.param_groups, restored.param_groups, strict=True):
+        for p_old, p_new in zip(g_old["params"], g_new["params"], strict=True):
+            assert torch.equal(opt.state[p_old]["exp_avg"], restored.state[p_new]["exp_avg"])

@@ -3,7 +3,9 @@
 - `digits`: scikit-learn's bundled 8x8 handwritten digits (no download), upsampled.
 - `flowers` / `imagefolder`: any folder of class subfolders, with a stratified, seeded
   validation split (or a separate `val_root`), train augmentation, and per-channel mean/std
-  computed from the train split once and cached.
+  computed from the train split once and cached. With `data.cache_images` every image is
+  decoded once into memory (uint8) instead of every epoch; the random augmentation still runs
+  per sample, with the same transforms and random draws.
 - `cifar10`: torchvision's CIFAR-10 (downloads when online; clear error offline).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +152,15 @@ def image_folder_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str],
     mean, std = channel_stats(train_files, all_files, data.image_size, Path(cfg.paths.data_dir))
     train_tf, val_tf = image_transforms(data.image_size, mean, std, augment=data.augment)
 
+    if data.get("cache_images", False):
+        train_samples = [scan.samples[i] for i in train_idx]
+        val_samples = (
+            [scan.samples[i] for i in val_idx] if val_scan is None else list(val_scan.samples)
+        )
+        cached = cached_datasets(data, train_samples, val_samples, train_tf, mean, std)
+        if cached is not None:
+            return *cached, scan.classes, 3
+
     train_set = Subset(folder(root, train_tf), train_idx)
     val_set = (
         Subset(folder(root, val_tf), val_idx) if val_idx is not None else folder(val_root, val_tf)
@@ -172,8 +184,8 @@ def image_transforms(
 ) -> tuple[Callable, Callable]:
     from torchvision.transforms import v2
 
-    to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    val = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size), *to_tensor])
+    to_tensor = normalize_transforms(mean, std)
+    val = v2.Compose([*val_geometry(size), *to_tensor])
     if not augment:
         return val, val
     train = v2.Compose(
@@ -184,6 +196,29 @@ def image_transforms(
         ]
     )
     return train, val
+
+
+def val_geometry(size: int) -> list[Callable]:
+    from torchvision.transforms import v2
+
+    return [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+
+
+def normalize_transforms(mean: list[float], std: list[float]) -> list[Callable]:
+    from torchvision.transforms import v2
+
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+
+
+def load_rgb(path: str):
+    """The image as RGB (what ImageFolder's loader does), or a ConfigError naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as e:  # PIL raises several types for broken files
+        raise ConfigError(f"unreadable image file {path}: {e}") from None
 
 
 def channel_stats(
@@ -204,16 +239,10 @@ def channel_stats(
         stats = json.loads(cache.read_text())
         return stats["mean"], stats["std"]
 
-    from PIL import Image
     from torchvision.transforms import v2
 
     to_tensor = v2.Compose(
-        [
-            v2.Resize(size, antialias=True),
-            v2.CenterCrop(size),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-        ]
+        [*val_geometry(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     )
     train_set = set(train_files)
     total, total_sq, count = (
@@ -222,11 +251,7 @@ def channel_stats(
         0,
     )
     for f in all_files:
-        try:
-            with Image.open(f) as img:
-                rgb = img.convert("RGB")
-        except Exception as e:  # PIL raises several types for broken files
-            raise ConfigError(f"unreadable image file {f}: {e}") from None
+        rgb = load_rgb(f)
         if f in train_set:
             x = to_tensor(rgb).double().flatten(1)
             total += x.sum(1)
@@ -241,6 +266,108 @@ def channel_stats(
     except OSError as e:  # a read-only data dir only costs recomputation next time
         log.warning("could not cache channel stats at %s: %s", cache, e)
     return stats["mean"], stats["std"]
+
+
+# --- in-memory image cache ---------------------------------------------------------------------
+
+
+class CachedImages(Dataset):
+    """Images decoded once and kept as uint8 CHW tensors; `transform` runs on every access."""
+
+    def __init__(self, images: list[torch.Tensor], targets: list[int], transform: Callable):
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.images[index]), self.targets[index]
+
+
+def cached_datasets(
+    data: DictConfig,
+    train_samples: list[tuple[str, int]],
+    val_samples: list[tuple[str, int]],
+    train_tf: Callable,
+    mean: list[float],
+    std: list[float],
+) -> tuple[CachedImages, CachedImages] | None:
+    """Decode every image once, or None (decode per epoch) when they exceed cache_max_gb.
+
+    Validation images (and train images without augmentation) are stored after the
+    deterministic resize + center crop, so only ToDtype/Normalize runs per epoch and the
+    tensors equal the uncached ones exactly. Augmented train images are stored with their
+    shorter side reduced to at most `cache_short_side` (default 2 x image_size, so every
+    random crop is still downscaled) and get the unchanged train transform (random resized
+    crop, flip, normalize) on the uint8 tensor.
+    """
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    size = data.image_size
+    short_side = data.get("cache_short_side") or 2 * size
+    max_gb = data.get("cache_max_gb", 2.0)
+    if short_side < size:
+        raise ConfigError(f"data.cache_short_side must be >= data.image_size, got {short_side}")
+    if max_gb <= 0:
+        raise ConfigError(f"data.cache_max_gb must be > 0, got {max_gb}")
+    augment = bool(data.augment)
+
+    def shrunk(w: int, h: int) -> tuple[int, int]:
+        scale = min(1.0, short_side / min(w, h))
+        return max(1, round(w * scale)), max(1, round(h * scale))
+
+    # Image headers give the sizes without decoding: check the memory limit first.
+    n_bytes = 3 * size * size * len(val_samples)
+    for path, _ in train_samples:
+        if augment:
+            try:
+                with Image.open(path) as img:
+                    w, h = shrunk(*img.size)
+            except Exception as e:
+                raise ConfigError(f"unreadable image file {path}: {e}") from None
+            n_bytes += 3 * w * h
+        else:
+            n_bytes += 3 * size * size
+    n_images = len(train_samples) + len(val_samples)
+    if n_bytes > max_gb * 1e9:
+        log.warning(
+            "data.cache_images: %d images need %.2f GB > data.cache_max_gb=%g; "
+            "decoding them every epoch instead",
+            n_images,
+            n_bytes / 1e9,
+            max_gb,
+        )
+        return None
+
+    geometry = v2.Compose(val_geometry(size))
+
+    def decode(samples: list[tuple[str, int]], fixed: bool) -> list[torch.Tensor]:
+        images = []
+        for path, _ in samples:
+            img = load_rgb(path)
+            if fixed:
+                img = geometry(img)
+            elif min(img.size) > short_side:
+                img = v2.functional.resize(img, short_side, antialias=True)
+            images.append(v2.functional.pil_to_tensor(img))
+        return images
+
+    start = time.perf_counter()
+    val_tf = v2.Compose(normalize_transforms(mean, std))  # the geometry is done
+    train = CachedImages(
+        decode(train_samples, fixed=not augment),
+        [t for _, t in train_samples],
+        train_tf if augment else val_tf,
+    )
+    val = CachedImages(decode(val_samples, fixed=True), [t for _, t in val_samples], val_tf)
+    log.info(
+        "data.cache_images: decoded %d images into %.0f MB in %.1fs",
+        n_images,
+        n_bytes / 1e6,
+        time.perf_counter() - start,
+    )
+    return train, val
 
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ def test_records_have_the_documented_fields(make_cfg):
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"):
         assert all(isinstance(r[key], float) for r in epochs)
     assert summary["status"] == "completed"
+    assert summary["lr_group_names"][0] == "head" and len(summary["lr_group_names"]) == len(
+        steps[0]["lr_groups"]
+    )
     assert summary["epochs_completed"] == 2 and summary["steps"] == 8
     assert summary["final_val_acc"] == epochs[-1]["val_acc"]
     assert summary["best_val_acc"] == max(r["val_acc"] for r in epochs)

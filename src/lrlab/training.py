@@ -233,6 +233,9 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     auto_lr = lr_finder.is_auto_lr(cfg)
     optimizer = build_optimizer(cfg, model, lr=lr_finder.PLACEHOLDER_LR if auto_lr else None)
     step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
+    summary["lr_group_names"] = [
+        g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)
+    ]
     if auto_lr and not t.resume:  # a resumed run takes the found lrs from its checkpoint
         _, summary["lr_find"] = lr_finder.resolve_auto_lr(
             cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir, freezer.train_mode

@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -103,6 +104,10 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(
             device.type, enabled=self.autocast_dtype == torch.float16
         )
+        if self.scaler.is_enabled():
+            # The scaler skips optimizer.step() on overflow (normal while it calibrates); torch
+            # then warns that the scheduler stepped first. The schedule is right regardless.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
 
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(

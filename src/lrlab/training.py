@@ -28,7 +28,7 @@ from lrlab.errors import ConfigError
 from lrlab.loggers import build_trackers
 from lrlab.models import build_model
 from lrlab.models.freezing import Freezer
-from lrlab.optim import build_optimizer
+from lrlab.optim import build_optimizer, group_lrs
 from lrlab.records import RunRecorder
 from lrlab.schedules import build_scheduler, group_momentum, scheduler_params
 from lrlab.utils import package_versions, rng_state, seed_everything, select_device, set_rng_state
@@ -151,8 +151,7 @@ def optimizer_steps_per_epoch(num_batches: int, accumulate: int) -> int:
 
 def group_hparams(optimizer: torch.optim.Optimizer) -> tuple[list[float], float | None]:
     """Every group's lr, and group 0's momentum (SGD/RMSprop) or beta1 (Adam family)."""
-    lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    return lrs, group_momentum(optimizer.param_groups[0])
+    return group_lrs(optimizer), group_momentum(optimizer.param_groups[0])
 
 
 @torch.inference_mode()

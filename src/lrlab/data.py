@@ -4,8 +4,8 @@
 - `flowers` / `imagefolder`: any folder of class subfolders, with a stratified, seeded
   validation split (or a separate `val_root`), train augmentation, and per-channel mean/std
   computed from the train split once and cached. With `data.cache_images` every image is
-  decoded once into memory (uint8) instead of every epoch; the random augmentation still runs
-  per sample, with the same transforms and random draws.
+  decoded once into memory instead of every epoch; the random augmentation still runs per
+  sample, with the same transforms, random draws and resulting tensors.
 - `cifar10`: torchvision's CIFAR-10 (downloads when online; clear error offline).
 """
 
@@ -272,9 +272,9 @@ def channel_stats(
 
 
 class CachedImages(Dataset):
-    """Images decoded once and kept as uint8 CHW tensors; `transform` runs on every access."""
+    """Images decoded once and kept in memory; `transform` runs on every access."""
 
-    def __init__(self, images: list[torch.Tensor], targets: list[int], transform: Callable):
+    def __init__(self, images: list, targets: list[int], transform: Callable) -> None:
         self.images, self.targets, self.transform = images, targets, transform
 
     def __len__(self) -> int:
@@ -294,12 +294,14 @@ def cached_datasets(
 ) -> tuple[CachedImages, CachedImages] | None:
     """Decode every image once, or None (decode per epoch) when they exceed cache_max_gb.
 
-    Validation images (and train images without augmentation) are stored after the
-    deterministic resize + center crop, so only ToDtype/Normalize runs per epoch and the
-    tensors equal the uncached ones exactly. Augmented train images are stored with their
-    shorter side reduced to at most `cache_short_side` (default 2 x image_size, so every
-    random crop is still downscaled) and get the unchanged train transform (random resized
-    crop, flip, normalize) on the uint8 tensor.
+    Images stay PIL images, so the transforms are the very ones of the uncached path and
+    give the same tensors (torchvision's tensor kernels would be faster with one thread but
+    are many times slower with two threads in the main process, where the model runs).
+    Validation images (and train images without augmentation) are stored after their
+    deterministic resize + center crop. Augmented train images are stored as decoded, only
+    shrunk when their shorter side exceeds `cache_short_side` (default 2 x image_size, so
+    every random crop is still a downscale); below that the cached and the uncached
+    pipelines give identical tensors for the same seed.
     """
     from PIL import Image
     from torchvision.transforms import v2
@@ -313,23 +315,19 @@ def cached_datasets(
         raise ConfigError(f"data.cache_max_gb must be > 0, got {max_gb}")
     augment = bool(data.augment)
 
-    def shrunk(w: int, h: int) -> tuple[int, int]:
+    def stored_pixels(path: str) -> int:
+        try:
+            with Image.open(path) as img:  # reads the header only
+                w, h = img.size
+        except Exception as e:
+            raise ConfigError(f"unreadable image file {path}: {e}") from None
         scale = min(1.0, short_side / min(w, h))
-        return max(1, round(w * scale)), max(1, round(h * scale))
+        return round(w * scale) * round(h * scale)
 
-    # Image headers give the sizes without decoding: check the memory limit first.
-    n_bytes = 3 * size * size * len(val_samples)
-    for path, _ in train_samples:
-        if augment:
-            try:
-                with Image.open(path) as img:
-                    w, h = shrunk(*img.size)
-            except Exception as e:
-                raise ConfigError(f"unreadable image file {path}: {e}") from None
-            n_bytes += 3 * w * h
-        else:
-            n_bytes += 3 * size * size
-    n_images = len(train_samples) + len(val_samples)
+    # PIL keeps RGB images at 4 bytes per pixel. Check the limit before decoding anything.
+    n_pixels = size * size * len(val_samples)
+    n_pixels += sum(stored_pixels(p) if augment else size * size for p, _ in train_samples)
+    n_images, n_bytes = len(train_samples) + len(val_samples), 4 * n_pixels
     if n_bytes > max_gb * 1e9:
         log.warning(
             "data.cache_images: %d images need %.2f GB > data.cache_max_gb=%g; "
@@ -342,7 +340,7 @@ def cached_datasets(
 
     geometry = v2.Compose(val_geometry(size))
 
-    def decode(samples: list[tuple[str, int]], fixed: bool) -> list[torch.Tensor]:
+    def decode(samples: list[tuple[str, int]], fixed: bool) -> list:
         images = []
         for path, _ in samples:
             img = load_rgb(path)
@@ -350,7 +348,7 @@ def cached_datasets(
                 img = geometry(img)
             elif min(img.size) > short_side:
                 img = v2.functional.resize(img, short_side, antialias=True)
-            images.append(v2.functional.pil_to_tensor(img))
+            images.append(img)
         return images
 
     start = time.perf_counter()

@@ -448,9 +448,7 @@ def curves_figure(groups: Sequence[Group], metrics: Sequence[str] = CURVE_METRIC
                 )
         ax.set_title(metric.replace("_", " ") + " (mean ± std over seeds)")
         ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if is_loss(metric):
-            ax.set_yscale("log")
+        ax.grid(alpha=0.3)  # linear y: a log axis cannot show a band whose mean - std is < 0
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     _legend(fig, axes.flat[0], len(groups))

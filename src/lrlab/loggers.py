@@ -120,7 +120,7 @@ def resolve_wandb_mode(mode: str) -> str:
 
 
 def hydra_context() -> dict[str, Any]:
-    """Job name, overrides, multirun sweep dir and config choices; {} outside a Hydra app."""
+    """Job name, overrides, and for multirun jobs the sweep dir and swept keys; {} outside Hydra."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -148,10 +148,12 @@ def swept_keys(sweep_dir: Path, config_params: Any) -> set[str]:
 
     keys = {str(k) for k in (config_params or {})}
     multirun_file = sweep_dir / "multirun.yaml"
-    if multirun_file.is_file():
+    try:
         task = OmegaConf.load(multirun_file).hydra.overrides.task
         parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
         keys |= {o.key_or_group for o in parsed if o.is_sweep_override()}
+    except Exception:  # no or unusual multirun.yaml: the name falls back to all overrides
+        pass
     return keys
 
 

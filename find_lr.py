@@ -1,6 +1,6 @@
 """LR range test: `python find_lr.py` takes train.py's config groups and overrides
 (`python find_lr.py optimizer=sgd data=flowers data.root=...`) and writes lr_find.json/png.
-See docs/lr_finder.md."""
+See the README's "LR finder" section."""
 
 from __future__ import annotations
 

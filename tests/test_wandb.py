@@ -400,3 +400,15 @@ def test_checkpoint_artifact(tmp_path: Path) -> None:
     ]
     assert [(a.name, a.type) for a in artifacts] == [(f"checkpoint-{path.stem[4:]}", "model")]
     assert [e.path for e in artifacts[0].manifest.contents] == ["checkpoints/last.ckpt"]
+
+
+def test_find_lr_logs_its_plot_and_suggestions_as_a_find_lr_run(tmp_path: Path) -> None:
+    from lrlab.lr_finder import run_from_config
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["logger=wandb", "lr_find.num_it=30"], tmp_path / "run", "find_lr")
+    result = run_from_config(cfg)
+    rec = offline_run(tmp_path / "run")
+    assert rec["run"].job_type == "find_lr" and rec["exit_code"] == 0
+    assert any(h.get("plots/lr_find/_type") == "image-file" for h in rec["history"])
+    assert rec["summary"]["suggestions"]["valley"] == result["suggestions"]["valley"]

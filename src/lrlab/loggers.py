@@ -31,8 +31,9 @@ class Tracker(Protocol):
     def finish(self, status: str) -> None: ...
 
 
-def build_trackers(cfg: DictConfig) -> list[Tracker]:
-    """Trackers selected by the `logger` group (`logger=local` adds none).
+def build_trackers(cfg: DictConfig, job_type: str = "train") -> list[Tracker]:
+    """Trackers selected by the `logger` group (`logger=local` adds none); `job_type` names
+    the kind of run (`train`, `find_lr`) for W&B.
 
     Raises ConfigError (a ValueError) for bad logger settings; never for tracker failures.
     """
@@ -43,7 +44,7 @@ def build_trackers(cfg: DictConfig) -> list[Tracker]:
         trackers.append(CsvTracker(run_dir / logger_cfg.csv.get("filename", "metrics.csv")))
     if logger_cfg.get("wandb") is not None:
         validate_wandb_config(logger_cfg.wandb)
-        trackers.append(WandbTracker(cfg, run_dir))
+        trackers.append(WandbTracker(cfg, run_dir, job_type))
     return trackers
 
 
@@ -182,20 +183,23 @@ def config_dict(cfg: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
 
 
-def wandb_init_kwargs(cfg: DictConfig, run_dir: Path, hydra: dict[str, Any] | None = None) -> dict:
+def wandb_init_kwargs(
+    cfg: DictConfig,
+    run_dir: Path,
+    hydra: dict[str, Any] | None = None,
+    job_type: str = "train",
+) -> dict:
     """Arguments for `wandb.init` (without `mode`/`settings`), from the config and Hydra."""
     wcfg = cfg.logger.wandb
     hydra = hydra_context() if hydra is None else hydra
     sweep_dir = hydra.get("sweep_dir")
-    job_name = hydra.get("job_name")
     tags = [*(cfg.get("tags") or []), *(wcfg.get("tags") or [])]
     return {
         "project": wcfg.get("project") or "lrlab",
         "entity": wcfg.get("entity"),
         "group": wcfg.get("group") or (sweep_group(sweep_dir) if sweep_dir else None),
         "name": wcfg.get("name") or run_name(hydra.get("overrides", []), hydra.get("swept")),
-        "job_type": wcfg.get("job_type")
-        or (job_name if job_name in ("train", "find_lr") else "train"),
+        "job_type": wcfg.get("job_type") or job_type,
         "tags": [str(t) for t in dict.fromkeys(tags)] or None,
         "notes": wcfg.get("notes"),
         "config": config_dict(cfg),
@@ -229,8 +233,9 @@ def wandb_row(row: dict[str, Any]) -> dict[str, Any]:
 class WandbTracker:
     """One W&B run per training job; every W&B call guarded (see `_guard`)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, job_type: str = "train") -> None:
         self.run: Any = None
+        self.job_type = job_type
         self.wcfg = cfg.logger.wandb
         self.run_dir = run_dir
         self._warned = False
@@ -245,7 +250,7 @@ class WandbTracker:
         mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
         if mode == "disabled":
             return
-        kwargs = wandb_init_kwargs(cfg, self.run_dir)
+        kwargs = wandb_init_kwargs(cfg, self.run_dir, job_type=self.job_type)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # A sequential multirun calls this once per job in one process: finish the last job's
         # run, or wandb.init would hand it back (reinit="return_previous" outside notebooks).

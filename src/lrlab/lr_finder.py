@@ -495,15 +495,34 @@ def run_range_test(
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     """`find_lr.py`: build data, model and optimizer as train.py would, run the range test, print
     the suggestions and write lr_find.json/png into `cfg.paths.output_dir`."""
+    from lrlab.loggers import build_trackers
+    from lrlab.training import validate_config
+
+    validate_config(cfg)
+    validate_lr_find_cfg(cfg.lr_find)
+    trackers = build_trackers(cfg, job_type="find_lr")
+    try:
+        summary = _find_lr(cfg)
+    except BaseException:
+        for tracker in trackers:
+            tracker.finish("failed")
+        raise
+    out = Path(cfg.paths.output_dir)
+    for tracker in trackers:
+        tracker.log_image("lr_find", out / "lr_find.png")
+        tracker.log_summary(summary)
+        tracker.finish("completed")
+    return summary
+
+
+def _find_lr(cfg: DictConfig) -> dict[str, Any]:
     from lrlab.data import build_data
     from lrlab.models import build_model
     from lrlab.models.freezing import Freezer
     from lrlab.optim import build_optimizer
-    from lrlab.training import TrainStep, validate_config
+    from lrlab.training import TrainStep
     from lrlab.utils import seed_everything, select_device
 
-    validate_config(cfg)
-    validate_lr_find_cfg(cfg.lr_find)
     t = cfg.trainer
     seed_everything(cfg.seed)
     device = select_device(t.device)

@@ -244,6 +244,7 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
         _, summary["lr_find"] = lr_finder.resolve_auto_lr(
             cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir, freezer.train_mode
         )
+        recorder.log_image("lr_find", recorder.run_dir / "lr_find.png")
 
     train_batches, val_batches = epoch_batches(cfg, data)
     num_batches = len(train_batches)

@@ -4,12 +4,14 @@
     .venv/bin/python benchmarks/epoch_time.py flowers-data digits startup --repeats 3
 
 Suites: `flowers` (train epoch + validation with SimpleCNN, as `python train.py data=flowers`),
-`flowers-data` (the loaders alone, no model), `digits`, `startup` (`python train.py debug=fast`
-wall time and which heavy modules get imported). Every variant of a suite runs `--repeats`
-times round-robin (A B C A B C ...) so load from other processes hits all variants alike;
-the tables give medians. CPU seconds are this process plus its DataLoader workers (from
-/proc), so a wall-time gain bought with more cores shows up as unchanged or higher CPU time.
-Results go to benchmarks/results/<suite>.md (and .json with every repeat).
+`flowers-data` (the loaders alone, no model), `digits`, `train.py` (the real entry point on
+flowers: epoch_time_s from metrics.jsonl), `startup` (`python train.py debug=fast` wall time
+and which heavy modules get imported). Every variant of a suite runs `--repeats` times
+round-robin (A B C A B C ...) so load from other processes hits all variants alike; the tables
+give medians. CPU seconds are this process plus its DataLoader workers (from /proc), so a
+wall-time gain bought with more cores shows up as unchanged or higher CPU time. `--busy N`
+runs N busy-loop processes meanwhile: a reproducible stand-in for a shared machine.
+Results go to benchmarks/results/<suite>[-busyN].md (and .json with every repeat).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ HEAVY = ("wandb", "matplotlib", "timm", "sklearn", "scipy", "pandas", "torchvisi
 import torch  # noqa: E402  (after the path setup, like the tests' conftest)
 
 DEFAULT_THREADS = torch.get_num_threads()
+BUSY_PIDS: set[str] = set()  # --busy processes: load, not part of any measurement
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Variant:
     threads: int | None = None  # torch.set_num_threads; None: torch's default
     channels_last: bool = False
     model: bool = True  # False: iterate the loaders only
+    env: dict[str, str] = field(default_factory=dict)  # for the train.py suite
 
 
 def suites(flowers_root: Path) -> dict[str, tuple[list[str], list[Variant]]]:
@@ -59,6 +63,7 @@ def suites(flowers_root: Path) -> dict[str, tuple[list[str], list[Variant]]]:
                 Variant("decode every epoch, 2 workers", [off, w2]),
                 Variant("cache, 2 workers", [w2]),
                 Variant("cache, 1 thread", threads=1),
+                Variant("decode every epoch, 1 thread", [off], threads=1),
                 Variant("cache, channels_last", channels_last=True),
                 Variant("cache, 1 thread, channels_last", threads=1, channels_last=True),
                 Variant("cache, batch 64", ["data.batch_size=64"]),
@@ -72,6 +77,14 @@ def suites(flowers_root: Path) -> dict[str, tuple[list[str], list[Variant]]]:
                 Variant("cache", [], model=False),
                 Variant("decode every epoch, 2 workers", [off, w2], model=False),
                 Variant("cache, 2 workers", [w2], model=False),
+            ],
+        ),
+        "train.py": (
+            [*flowers, "trainer.epochs=2", "trainer.checkpoint=false"],
+            [
+                Variant("decode every epoch (before)", [off]),
+                Variant("cache", []),
+                Variant("cache, OMP_NUM_THREADS=1", env={"OMP_NUM_THREADS": "1"}),
             ],
         ),
         "digits": (
@@ -97,7 +110,8 @@ def cpu_seconds() -> float:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
-        if fields[1] == me:  # ppid; then utime, stime are fields 11, 12 after the name
+        if fields[1] == me and stat.parent.name not in BUSY_PIDS:
+            # fields after the name: state, ppid, ..., utime (11), stime (12)
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
@@ -191,29 +205,64 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_suite(name: str, base: list[str], variants: list[Variant], args) -> str:
+def run_suite(base: list[str], variants: list[Variant], args) -> tuple[str, dict]:
     runs: dict[str, list[dict]] = {v.name: [] for v in variants}
     measure(base, variants[0], 1, 2)  # warm-up: first imports and caches would bias row 1
     for rep in range(args.repeats):
         for v in variants:
             r = measure(base, v, args.epochs, args.max_batches)
             runs[v.name].append(r)
-            print(f"[{name} {rep + 1}/{args.repeats}] {v.name}: {json.dumps(r)}", flush=True)
+            print(f"[{rep + 1}/{args.repeats}] {v.name}: {json.dumps(r)}", flush=True)
     rows = [median_row(runs[v.name], args.epochs) for v in variants]
-    save(name, runs)
-    return markdown(rows)
+    return markdown(rows), runs
+
+
+def train_py_suite(base: list[str], variants: list[Variant], args) -> tuple[str, dict]:
+    """`python train.py` as users run it; epoch times from its metrics.jsonl."""
+    runs: dict[str, list[dict]] = {v.name: [] for v in variants}
+    py, script = sys.executable, str(ROOT / "train.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):
+            for k, v in enumerate(variants):
+                run_dir = Path(tmp, f"{rep}-{k}")
+                cmd = [py, script, *base, *v.overrides, f"hydra.run.dir={run_dir}"]
+                cmd.append(f"paths.data_dir={ROOT / 'data'}")  # the channel stats cache
+                wall, cpu, _ = run_timed(cmd, Path(tmp), v.env)
+                records = (run_dir / "metrics.jsonl").read_text().splitlines()
+                rows = [json.loads(line) for line in records]
+                epochs = [r["epoch_time_s"] for r in rows if r["type"] == "epoch"]
+                runs[v.name].append({"wall": wall, "cpu": cpu, "epoch_time_s": epochs})
+                print(f"[train.py {rep + 1}/{args.repeats}] {v.name}: {runs[v.name][-1]}")
+    lines = [
+        f"`python train.py {' '.join(base)}`, plus each variant's overrides:",
+        "",
+        "| variant | epoch 1 s | epoch 2 s | process wall s | process cpu s |",
+        "|---|---|---|---|---|",
+    ]
+    for v in variants:
+        rs = runs[v.name]
+        e1, e2 = (statistics.median(r["epoch_time_s"][i] for r in rs) for i in (0, 1))
+        wall, cpu = (statistics.median(r[k] for r in rs) for k in ("wall", "cpu"))
+        extra = " ".join([*v.overrides, *(f"env {k}={x}" for k, x in v.env.items())])
+        lines.append(
+            f"| {v.name} (`{extra or 'defaults'}`) | {e1:.2f} | {e2:.2f} | {wall:.1f} | {cpu:.1f} |"
+        )
+    return "\n".join(lines), runs
 
 
 # --- time to start ------------------------------------------------------------------------------
 
 
-def run_timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
+def run_timed(
+    cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> tuple[float, float, subprocess.CompletedProcess]:
     """Wall and CPU seconds (children's rusage) of one command."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     env = {**os.environ, "PROJECT_ROOT": str(cwd), "PYTHONPATH": str(ROOT / "src")}
+    env.update(extra_env or {})
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -233,7 +282,7 @@ def heavy_imports(importtime_stderr: str) -> dict[str, float]:
     return found
 
 
-def startup_suite(args) -> str:
+def startup_suite(args) -> tuple[str, dict]:
     py = sys.executable
     commands = {
         "python -c 'import torch' (floor)": [py, "-c", "import torch"],
@@ -259,7 +308,6 @@ def startup_suite(args) -> str:
             for name, cmd in commands.items()
             if "train.py" in " ".join(cmd) or "lrlab" in " ".join(cmd)
         }
-    save("startup", {"runs": runs, "heavy_imports": imports})
     lines = ["| command | wall s | cpu s |", "|---|---|---|"]
     for name, rs in runs.items():
         wall = statistics.median(r["wall"] for r in rs)
@@ -269,16 +317,17 @@ def startup_suite(args) -> str:
     for name, found in imports.items():
         listed = ", ".join(f"{k} {1000 * v:.0f}" for k, v in sorted(found.items())) or "none"
         lines.append(f"- `{name}`: {listed}")
-    return "\n".join(lines)
+    return "\n".join(lines), {"runs": runs, "heavy_imports": imports}
 
 
 # --- output -------------------------------------------------------------------------------------
 
 
-def save(name: str, payload: object) -> None:
+def save(stem: str, text: str, payload: object) -> None:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1))
 
 
 def header(args, load_before: tuple[float, ...]) -> str:
@@ -291,7 +340,9 @@ def header(args, load_before: tuple[float, ...]) -> str:
         f"- machine: {os.cpu_count()} CPU cores ({cpu}), no GPU; torch {torch.__version__}, "
         f"torchvision {torchvision.__version__}, python {platform.python_version()}, "
         f"torch threads by default: {DEFAULT_THREADS}\n"
-        f"- load average (1 min) before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}\n"
+        f"- load average (1 min) before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}"
+        + (f"; {args.busy} busy-loop process(es) ran meanwhile" if args.busy else "")
+        + "\n"
         f"- command: `.venv/bin/python benchmarks/{Path(__file__).name} "
         f"{' '.join(sys.argv[1:])}`\n"
         f"- medians of {args.repeats} round-robin repeats; {args.epochs} epoch(s) per repeat"
@@ -303,27 +354,35 @@ def header(args, load_before: tuple[float, ...]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "suite", nargs="+", choices=["flowers", "flowers-data", "digits", "startup"]
+        "suite", nargs="+", choices=["flowers", "flowers-data", "digits", "train.py", "startup"]
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-batches", type=int, default=None, help="train batches per epoch")
     parser.add_argument("--flowers-root", type=Path, default=FLOWERS)
     parser.add_argument("--only", default=None, help="regex: run only the matching variants")
+    parser.add_argument("--busy", type=int, default=0, help="busy-loop processes meanwhile")
     args = parser.parse_args()
     all_suites = suites(args.flowers_root)
-    for name in args.suite:
-        load = os.getloadavg()
-        if name == "startup":
-            table = startup_suite(args)
-        else:
-            base, variants = all_suites[name]
-            if args.only:
-                variants = [v for v in variants if re.search(args.only, v.name)]
-            table = run_suite(name, base, variants, args)
-        text = f"## {name}\n\n{header(args, load)}\n{table}\n"
-        (ROOT / "benchmarks" / "results" / f"{name}.md").write_text(text)
-        print(text, flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    BUSY_PIDS.update(str(b.pid) for b in busy)
+    try:
+        for name in args.suite:
+            load = os.getloadavg()
+            if name == "startup":
+                table, payload = startup_suite(args)
+            else:
+                base, variants = all_suites[name]
+                if args.only:
+                    variants = [v for v in variants if re.search(args.only, v.name)]
+                run = train_py_suite if name == "train.py" else run_suite
+                table, payload = run(base, variants, args)
+            text = f"## {name}\n\n{header(args, load)}\n{table}\n"
+            save(name + (f"-busy{args.busy}" if args.busy else ""), text, payload)
+            print(text, flush=True)
+    finally:
+        for b in busy:
+            b.kill()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import torch  # noqa: E402  (after the path setup, like the tests' conftest)
 
 DEFAULT_THREADS = torch.get_num_threads()
 BUSY_PIDS: set[str] = set()  # --busy processes: load, not part of any measurement
+LOADS: list[float] = []  # 1-minute load average at every measurement
 
 
 @dataclass
@@ -84,7 +85,8 @@ def suites(flowers_root: Path) -> dict[str, tuple[list[str], list[Variant]]]:
             [
                 Variant("decode every epoch (before)", [off]),
                 Variant("cache", []),
-                Variant("cache, OMP_NUM_THREADS=1", env={"OMP_NUM_THREADS": "1"}),
+                Variant("decode every epoch, 1 thread", [off], env={"OMP_NUM_THREADS": "1"}),
+                Variant("cache, 1 thread", env={"OMP_NUM_THREADS": "1"}),
             ],
         ),
         "digits": (
@@ -117,6 +119,7 @@ def cpu_seconds() -> float:
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    LOADS.append(os.getloadavg()[0])
     w, c = time.perf_counter(), cpu_seconds()
     fn()
     return time.perf_counter() - w, cpu_seconds() - c
@@ -259,6 +262,7 @@ def run_timed(
     """Wall and CPU seconds (children's rusage) of one command."""
     import resource
 
+    LOADS.append(os.getloadavg()[0])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     env = {**os.environ, "PROJECT_ROOT": str(cwd), "PYTHONPATH": str(ROOT / "src")}
@@ -330,7 +334,7 @@ def save(stem: str, text: str, payload: object) -> None:
     (out / f"{stem}.json").write_text(json.dumps(payload, indent=1))
 
 
-def header(args, load_before: tuple[float, ...]) -> str:
+def header(args, name: str) -> str:
     import torchvision
 
     lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -340,12 +344,13 @@ def header(args, load_before: tuple[float, ...]) -> str:
         f"- machine: {os.cpu_count()} CPU cores ({cpu}), no GPU; torch {torch.__version__}, "
         f"torchvision {torchvision.__version__}, python {platform.python_version()}, "
         f"torch threads by default: {DEFAULT_THREADS}\n"
-        f"- load average (1 min) before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}"
+        f"- load average (1 min) during the measurements: {min(LOADS):.1f} to {max(LOADS):.1f}"
         + (f"; {args.busy} busy-loop process(es) ran meanwhile" if args.busy else "")
         + "\n"
         f"- command: `.venv/bin/python benchmarks/{Path(__file__).name} "
         f"{' '.join(sys.argv[1:])}`\n"
-        f"- medians of {args.repeats} round-robin repeats; {args.epochs} epoch(s) per repeat"
+        f"- medians of {args.repeats} round-robin repeats"
+        + (f"; {args.epochs} epoch(s) per repeat" if name not in ("train.py", "startup") else "")
         + (f", first {args.max_batches} train batches" if args.max_batches else "")
         + "\n"
     )
@@ -368,7 +373,7 @@ def main() -> None:
     BUSY_PIDS.update(str(b.pid) for b in busy)
     try:
         for name in args.suite:
-            load = os.getloadavg()
+            LOADS.clear()
             if name == "startup":
                 table, payload = startup_suite(args)
             else:
@@ -377,7 +382,7 @@ def main() -> None:
                     variants = [v for v in variants if re.search(args.only, v.name)]
                 run = train_py_suite if name == "train.py" else run_suite
                 table, payload = run(base, variants, args)
-            text = f"## {name}\n\n{header(args, load)}\n{table}\n"
+            text = f"## {name}\n\n{header(args, name)}\n{table}\n"
             save(name + (f"-busy{args.busy}" if args.busy else ""), text, payload)
             print(text, flush=True)
     finally:

@@ -59,6 +59,11 @@ class RunRecorder:
         for tracker in self.trackers:
             tracker.log_metrics(row)
 
+    def copy_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Rows of an earlier run (a resumed one's start), to the file only."""
+        for row in rows:
+            self._metrics.write(json.dumps(row) + "\n")
+
     def log_image(self, name: str, path: Path) -> None:
         for tracker in self.trackers:
             tracker.log_image(name, path)

@@ -29,7 +29,7 @@ from lrlab.loggers import build_trackers
 from lrlab.models import build_model
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer, group_lrs
-from lrlab.records import RunRecorder
+from lrlab.records import METRICS_FILE, RunRecorder, read_jsonl
 from lrlab.schedules import build_scheduler, group_momentum, scheduler_params
 from lrlab.utils import package_versions, rng_state, seed_everything, select_device, set_rng_state
 
@@ -52,11 +52,12 @@ def validate_config(cfg: DictConfig) -> None:
     if lr == "auto":
         lr_finder.validate_lr_find_cfg(cfg.lr_find)
     scheduler_params(cfg.scheduler, None if lr == "auto" else lr)
+
+    def count(value: Any, least: int) -> bool:  # bools are ints in Python: refuse them
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
     checks = [
-        (
-            isinstance(t.epochs, int) and t.epochs >= 1,
-            f"trainer.epochs must be an integer >= 1, got {t.epochs!r}",
-        ),
+        (count(t.epochs, 1), f"trainer.epochs must be an integer >= 1, got {t.epochs!r}"),
         (cfg.data.batch_size >= 1, f"data.batch_size must be >= 1, got {cfg.data.batch_size}"),
         (
             t.accumulate_grad_batches >= 1,
@@ -75,6 +76,22 @@ def validate_config(cfg: DictConfig) -> None:
             f"trainer.grad_clip must be > 0 or null, got {t.grad_clip}",
         ),
         (t.num_workers >= 0, f"trainer.num_workers must be >= 0, got {t.num_workers}"),
+        (
+            t.limit_train_batches is None or count(t.limit_train_batches, 1),
+            f"trainer.limit_train_batches must be null or an integer >= 1, got {t.limit_train_batches!r}",
+        ),
+        (
+            t.limit_val_batches is None or count(t.limit_val_batches, 1),
+            f"trainer.limit_val_batches must be null or an integer >= 1, got {t.limit_val_batches!r}",
+        ),
+        (
+            count(t.overfit_batches, 0),
+            f"trainer.overfit_batches must be an integer >= 0, got {t.overfit_batches!r}",
+        ),
+        (
+            isinstance(t.divergence_threshold, int | float) and t.divergence_threshold > 0,
+            f"trainer.divergence_threshold must be > 0, got {t.divergence_threshold!r}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -224,9 +241,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: float) -> None:
     t = cfg.trainer
     seed_everything(cfg.seed)
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # Set both ways: a sequential sweep runs every job in one process.
+    torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
     device = select_device(t.device)
+    checkpoint = read_checkpoint(Path(t.resume), t.epochs) if t.resume else None
     data: DataBundle = build_data(cfg)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
     # model.freeze / fine_tune: frozen groups keep requires_grad=False but stay in the optimizer.
@@ -240,7 +258,10 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     summary["lr_group_names"] = [
         g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)
     ]
-    if auto_lr and not t.resume:  # a resumed run takes the found lrs from its checkpoint
+    if auto_lr and checkpoint is not None:  # a resumed run reuses the lr it found
+        summary["lr_find"] = checkpoint["lr_find"]
+        lr_finder.set_peak_lr(optimizer, summary["lr_find"]["lr"])
+    elif auto_lr:
         _, summary["lr_find"] = lr_finder.resolve_auto_lr(
             cfg, model, optimizer, data.train_loader, step_fn, recorder.run_dir, freezer.train_mode
         )
@@ -249,13 +270,23 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
     train_batches, val_batches = epoch_batches(cfg, data)
     num_batches = len(train_batches)
     steps_per_epoch = optimizer_steps_per_epoch(num_batches, t.accumulate_grad_batches)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, t.epochs)
+    # The schedule keeps the length it was planned for: a resumed run with more epochs holds
+    # its final value past the plan instead of jumping to a rescaled curve.
+    planned_epochs = checkpoint["planned_epochs"] if checkpoint else t.epochs
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, planned_epochs)
 
     first_epoch, step = 0, 0
-    if t.resume:
-        first_epoch, step = load_checkpoint(
-            Path(t.resume), model, optimizer, scheduler, step_fn, data, summary
+    if checkpoint is not None:
+        if checkpoint["steps_per_epoch"] != steps_per_epoch:
+            raise ConfigError(
+                f"trainer.resume: the checkpoint's run took {checkpoint['steps_per_epoch']} "
+                f"optimizer steps per epoch, this config {steps_per_epoch}: resume with the "
+                "same data, batch size and accumulate_grad_batches"
+            )
+        first_epoch, step = restore_checkpoint(
+            checkpoint, model, optimizer, scheduler, step_fn, data, summary
         )
+        recorder.copy_rows(parent_rows(Path(t.resume), first_epoch, step))
     log.info(
         "training %s on %s (%d train batches, %d optimizer steps/epoch) on %s",
         cfg.model.name,
@@ -274,17 +305,20 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
         seen = 0
         with progress_bar(cfg, num_batches, f"epoch {epoch + 1}/{t.epochs}") as bar:
             for i, group in enumerate(grouped(train_batches, t.accumulate_grad_batches)):
+                step += 1
+                log_now = step % t.log_every_n_steps == 0
+                last_lr = optimizer.param_groups[0]["lr"]  # what this step trains with
+                if log_now:
+                    lrs, momentum = group_hparams(optimizer)
                 step_loss, step_correct, n = step_fn(group)
                 scheduler.step()
-                step += 1
                 loss_sum += step_loss
                 correct += step_correct
                 seen += n
                 bar.update(len(group))
-                if step % t.log_every_n_steps == 0:
+                if log_now:
                     loss = (step_loss / n).item()  # the only per-log-interval host sync
                     check_divergence(loss, t.divergence_threshold, step)
-                    lrs, momentum = group_hparams(optimizer)
                     recorder.log(
                         {
                             "type": "step",
@@ -312,7 +346,7 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
             "val_loss": val_loss,
             "val_acc": val_acc,
             "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
-            "lr": group_hparams(optimizer)[0][0],
+            "lr": last_lr,  # the epoch's last step's lr
         }
         recorder.log(row)
         log.info(
@@ -337,17 +371,12 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
         )
         recorder.write_summary(summary)  # a killed run still says how far it got
         if t.checkpoint:
+            plan = {"planned_epochs": planned_epochs, "steps_per_epoch": steps_per_epoch}
             save_checkpoint(
                 recorder.run_dir / "checkpoints" / "last.ckpt",
-                epoch + 1,
-                step,
-                model,
-                optimizer,
-                scheduler,
-                step_fn,
-                data,
-                summary,
-            )
+                {"epoch": epoch + 1, "step": step, **plan},
+                model, optimizer, scheduler, step_fn, data, summary,
+            )  # fmt: skip
 
 
 def epoch_batches(cfg: DictConfig, data: DataBundle) -> tuple[Iterable[Batch], Iterable[Batch]]:
@@ -384,12 +413,11 @@ def check_divergence(loss: float, threshold: float, step: int) -> None:
 
 
 def save_checkpoint(
-    path: Path, epoch: int, step: int, model, optimizer, scheduler, step_fn, data, summary
+    path: Path, position: dict[str, int], model, optimizer, scheduler, step_fn, data, summary
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
-        "epoch": epoch,
-        "step": step,
+        **position,  # epoch, step, and the schedule's plan (planned_epochs, steps_per_epoch)
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -405,12 +433,21 @@ def save_checkpoint(
     tmp.replace(path)  # atomic: a crash mid-save keeps the previous checkpoint
 
 
-def load_checkpoint(
-    path: Path, model, optimizer, scheduler, step_fn, data, summary
-) -> tuple[int, int]:
+def read_checkpoint(path: Path, epochs: int) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"trainer.resume={str(path)!r} is not a checkpoint file")
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if epochs <= state["epoch"]:
+        raise ConfigError(
+            f"trainer.epochs={epochs}: the checkpoint has {state['epoch']} epochs already; "
+            "resume with more"
+        )
+    return state
+
+
+def restore_checkpoint(
+    state, model, optimizer, scheduler, step_fn, data, summary
+) -> tuple[int, int]:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -423,7 +460,18 @@ def load_checkpoint(
         epochs_completed=state["epoch"],
         steps=state["step"],
     )
-    if state.get("lr_find"):
-        summary["lr_find"] = state["lr_find"]
-    log.info("resumed from %s at epoch %d, step %d", path, state["epoch"], state["step"])
+    log.info("resumed at epoch %d, step %d", state["epoch"], state["step"])
     return state["epoch"], state["step"]
+
+
+def parent_rows(checkpoint: Path, epoch: int, step: int) -> list[dict[str, Any]]:
+    """The resumed run's records up to the checkpoint, so the new run dir holds the whole run."""
+    metrics = checkpoint.parent.parent / METRICS_FILE  # <run dir>/checkpoints/last.ckpt
+    if not metrics.is_file():
+        return []
+    return [
+        row
+        for row in read_jsonl(metrics)
+        if (row["type"] == "step" and row["step"] <= step)
+        or (row["type"] == "epoch" and row["epoch"] <= epoch)
+    ]

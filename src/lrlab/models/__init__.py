@@ -6,6 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torch import nn
 
+from lrlab.errors import ConfigError
 from lrlab.models.simple_cnn import SimpleCNN
 
 
@@ -25,6 +26,6 @@ def build_model(
             dropout=model_cfg.dropout,
             init=model_cfg.init,
         )
-    raise ValueError(
+    raise ConfigError(
         f"model.name={model_cfg.name!r} is unknown; use model=simple_cnn or model=timm"
     )

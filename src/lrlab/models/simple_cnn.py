@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lrlab.errors import ConfigError
+
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     # bias=False: BatchNorm's shift makes a conv bias redundant.
@@ -33,7 +35,7 @@ class SimpleCNN(nn.Module):
     ) -> None:
         super().__init__()
         if not channels:
-            raise ValueError("model.channels must list at least one block width")
+            raise ConfigError("model.channels must list at least one block width")
         widths = [in_channels, *channels]
         self.features = nn.Sequential(*(conv_block(a, b) for a, b in itertools.pairwise(widths)))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -70,7 +72,7 @@ def init_weights(model: nn.Module, scheme: str) -> None:
         "default": None,
     }
     if scheme not in inits:
-        raise ValueError(f"model.init={scheme!r} is not one of {sorted(inits)}")
+        raise ConfigError(f"model.init={scheme!r} is not one of {sorted(inits)}")
     if inits[scheme] is None:
         return
     for m in model.modules():

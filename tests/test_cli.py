@@ -61,7 +61,10 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     [
         (["trainer.epochs=0"], "error: trainer.epochs must be an integer >= 1, got 0"),
         (["optimizer.lr=0"], "error: optimizer.lr must be a number > 0"),
-        (["data=imagefolder", "data.root=/no/such/dir"], "error: data.root='/no/such/dir' does not exist"),
+        (
+            ["data=imagefolder", "data.root=/no/such/dir"],
+            "error: data.root='/no/such/dir' does not exist",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):

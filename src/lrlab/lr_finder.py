@@ -431,7 +431,7 @@ def save_result(result: LRFindResult, out_dir: str | Path, chosen: str | None = 
 def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Make `lr` the optimizer's lr: every group's lr (and `initial_lr`, if a scheduler already
     stamped one) keeps its ratio to the optimizer's own lr, so layer-wise ratios survive.
-    (Like `lrlab.optim.set_head_lr`, but for any optimizer, not only groups with `lr_scale`.)
+    Call it before building the schedule: a built schedule keeps the peaks it read.
 
     lr * (group/base) rather than group * (lr/base): a group at the base lr gets exactly `lr`,
     so `optimizer.lr=auto` trains bit for bit like `optimizer.lr=<the found value>`.

@@ -5,9 +5,8 @@ head first, each optionally split into a decayed part and a no-weight-decay part
 normalization weights, timm's `no_weight_decay()` names). `optimizer.lr` is the head's lr; the
 other groups get `optimizer.lr * lr_scale` with geometrically spaced scales down to
 `1 / model.lr_mult` at the stem (fastai's `slice(lr / lr_mult, lr)`), or the explicit
-`model.lr_scales`. Every group keeps its `lr_scale` (timm's key), so setting or scaling the lrs
-later keeps the ratios (`set_head_lr`), and schedules that multiply each group's own peak
-(`lrlab.schedules`) keep them at every step.
+`model.lr_scales`. Every group keeps its `lr_scale` (timm's key); schedules multiply each
+group's own peak (`lrlab.schedules`), so the ratios hold at every step.
 
 All parameters are in the optimizer, frozen ones too (see `lrlab.models.freezing`).
 """
@@ -125,16 +124,6 @@ def build_optimizer(
     )
     # lr=head_lr also makes optimizer.defaults["lr"] the head lr (what schedules refer to).
     return instantiate(cfg.optimizer, lr=head_lr)(groups)
-
-
-def set_head_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the head lr to `lr` and every other group's to `lr * lr_scale` (ratios kept),
-    including `initial_lr` (the peak schedulers read) and the optimizer's default."""
-    optimizer.defaults["lr"] = lr
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-        if "initial_lr" in group:
-            group["initial_lr"] = group["lr"]
 
 
 def group_lrs(optimizer: torch.optim.Optimizer) -> list[float]:

@@ -30,7 +30,19 @@ COUNTED_STATUSES = ("completed", "diverged")
 STATUS_ORDER = ("completed", "diverged", "running", "interrupted", "failed", "missing")
 # Override keys that do not change a run's result (a key also covers its sub-keys: `paths`
 # covers `paths.log_dir`); runs differing only in these are seeds of one group.
-DEFAULT_IGNORE = ("seed", "logger", "paths", "hydra", "trainer.progress_bar")
+# Overrides that cannot change a result (where and how a run is recorded, resumed or loaded).
+DEFAULT_IGNORE = (
+    "seed",
+    "logger",
+    "paths",
+    "hydra",
+    "trainer.progress_bar",
+    "trainer.resume",
+    "trainer.checkpoint",
+    "trainer.num_workers",
+    "trainer.device",
+    "trainer.log_every_n_steps",
+)
 CURVE_METRICS = ("train_acc", "val_acc", "train_loss", "val_loss")
 
 

@@ -46,7 +46,7 @@ def _offline_message(name: str, error: Exception) -> str:
         f"model.pretrained=true: the pretrained weights of timm model {name!r} could not be "
         f"downloaded and are not in the local cache ({type(error).__name__}). Two ways out: "
         f"set model.weights=/path/to/{name}.safetensors (or a .pth state dict; see "
-        "docs/transfer.md for how to make one on a machine with internet), or go online once "
+        "the README's 'Offline pretrained weights' recipe for how to make one on a machine with internet), or go online once "
         "(or copy a Hugging Face cache that has them into HF_HOME) so the hub download is "
         "cached. Offline, HF_HUB_OFFLINE=1 skips the network retries."
     )

@@ -46,7 +46,9 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
 
 
 class SweepReport(Callback):
-    """After a multirun: one line per job from its summary.json; exit 1 if any job failed."""
+    """After a multirun: one line per job; exit 1 if any job failed.
+
+    `describe` reads a job's result (train.py: its summary.json); find_lr.py subclasses it."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -55,21 +57,27 @@ class SweepReport(Callback):
             overrides = _read_overrides(job_dir)
             if overrides is None:
                 continue  # not a job dir
-            summary_file = job_dir / "summary.json"
-            summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-            status = summary.get("status", "missing")
-            acc = summary.get("best_val_acc")
-            line = f"[{job_dir.name}] {' '.join(overrides) or '(no overrides)'}: {status}"
-            if acc is not None:
-                line += f", best_val_acc {acc:.4f}"
-            if status in ("failed", "interrupted", "missing", "running"):
+            text, ok = self.describe(job_dir)
+            print(f"[{job_dir.name}] {' '.join(overrides) or '(no overrides)'}: {text}")
+            if not ok:
                 failed.append(job_dir.name)
-                line += f" ({summary.get('error')})" if summary.get("error") else ""
-            print(line)
         print(f"sweep dir: {sweep_dir}")
         if failed:
             print(f"error: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
             raise SystemExit(1)
+
+    def describe(self, job_dir: Path) -> tuple[str, bool]:
+        """The job's line and whether it succeeded (a diverged run is a result: it did)."""
+        summary_file = job_dir / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        status = summary.get("status", "missing")
+        text = status
+        if summary.get("best_val_acc") is not None:
+            text += f", best_val_acc {summary['best_val_acc']:.4f}"
+        ok = status in ("completed", "diverged")
+        if not ok and summary.get("error"):
+            text += f" ({summary['error']})"
+        return text, ok
 
 
 def _job_order(path: Path) -> tuple[int, str]:

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from lrlab.entry import SweepReport
 from lrlab.errors import ConfigError
 from lrlab.utils import rng_state, set_rng_state
 
@@ -581,36 +581,15 @@ def resolve_auto_lr(
     return lr, {"suggestion": chosen, "lr": lr}
 
 
-class LRFindSweepReport(Callback):
-    """Hydra callback for `find_lr.py -m`: one line of suggestions per job from its lr_find.json;
-    exit 1 if any job wrote none (the policy of lrlab.entry.SweepReport)."""
+class LRFindSweepReport(SweepReport):
+    """`find_lr.py -m`: one line of suggestions per job from its lr_find.json; exit 1 if any
+    job wrote none (the policy of `lrlab.entry.SweepReport`)."""
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        import sys
-
-        import yaml
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        failed = []
-        jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
-        for job in sorted(
-            jobs,
-            key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
-        ):
-            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-            line = f"[{job.name}] {' '.join(overrides) or '(no overrides)'}: "
-            found = job / "lr_find.json"
-            if found.is_file():
-                blob = json.loads(found.read_text())
-                line += "  ".join(
-                    f"{k} {v:.2e}" if v is not None else f"{k} n/a"
-                    for k, v in blob["suggestions"].items()
-                )
-            else:
-                failed.append(job.name)
-                line += "failed (no lr_find.json)"
-            print(line)
-        print(f"sweep dir: {sweep_dir}")
-        if failed:
-            print(f"error: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
-            raise SystemExit(1)
+    def describe(self, job_dir: Path) -> tuple[str, bool]:
+        found = job_dir / "lr_find.json"
+        if not found.is_file():
+            return "failed (no lr_find.json)", False
+        suggestions = json.loads(found.read_text())["suggestions"]
+        return "  ".join(
+            f"{k} {v:.2e}" if v is not None else f"{k} n/a" for k, v in suggestions.items()
+        ), True

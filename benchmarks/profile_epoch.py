@@ -31,7 +31,7 @@ STAGES = [
     ("transforms (v2.Compose)", "transforms/v2/_container.py", "forward"),
     ("collate (default_collate)", "_utils/collate.py", "default_collate"),
     ("train step (TrainStep: forward + backward + step)", "lrlab/training.py", "__call__"),
-    ("  forward (model)", "models/simple_cnn.py", "forward"),
+    ("  forward (SimpleCNN.forward, train and validation)", "models/simple_cnn.py", "forward"),
     ("  backward", "torch/_tensor.py", "backward"),
     ("  optimizer step", "torch/optim/optimizer.py", "wrapper"),
     ("validation (evaluate: data + forward)", "lrlab/training.py", "evaluate"),

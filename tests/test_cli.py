@@ -86,7 +86,10 @@ def test_find_lr_sweep_prints_each_jobs_suggestions(tmp_path):
     result = run_cli("find_lr.py", "-m", "optimizer=adam,sgd", "lr_find.num_it=20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if re.match(r"\[\d+\] ", line)]
-    assert [line.split(" lr_find")[0] for line in lines] == ["[0] optimizer=adam", "[1] optimizer=sgd"]
+    assert [line.split(" lr_find")[0] for line in lines] == [
+        "[0] optimizer=adam",
+        "[1] optimizer=sgd",
+    ]
     assert all("valley" in line for line in lines)
     sweep = only_dir("outputs/lr_find_multiruns/*/*", tmp_path)
     assert (sweep / "0" / "lr_find.json").is_file() and (sweep / "1" / "lr_find.png").is_file()

@@ -128,3 +128,52 @@ def test_flowers_split_is_stratified_20_percent(make_cfg):
     assert data.class_names == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     n_val = len(data.val_loader.dataset)
     assert n_val == pytest.approx(0.2 * 4317, abs=3)
+
+
+def test_stats_cache_is_per_split(make_cfg, image_folder):
+    for split_seed in (0, 1):
+        build_data(
+            make_cfg(
+                "data=imagefolder", f"data.root={image_folder}", f"data.split_seed={split_seed}"
+            )
+        )
+    cache_dir = Path(make_cfg().paths.data_dir, "stats_cache")
+    assert len(list(cache_dir.glob("*.json"))) == 2
+
+
+def test_imagenet_normalization(make_cfg, image_folder):
+    common = [
+        "data=imagefolder",
+        f"data.root={image_folder}",
+        "data.image_size=16",
+        "data.augment=false",
+    ]
+    raw = build_data(make_cfg(*common, "data.normalize=dataset", "data.cache_images=false"))
+    imagenet = build_data(make_cfg(*common, "data.normalize=imagenet"))
+    x_raw, _ = next(iter(raw.val_loader))
+    x_net, _ = next(iter(imagenet.val_loader))
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    # Undone, ImageNet's normalisation gives back [0, 1] pixels.
+    pixels_net = x_net * std[:, None, None] + mean[:, None, None]
+    assert pixels_net.min() >= -1e-5 and pixels_net.max() <= 1 + 1e-5
+    assert not torch.allclose(x_raw, x_net)
+    with pytest.raises(ConfigError, match="data.normalize"):
+        build_data(make_cfg(*common, "data.normalize=imagenett"))
+
+
+def test_worker_seeds_follow_the_loader_generator(make_cfg, image_folder):
+    """Restoring the loader's generator replays an epoch exactly, with workers too (resume and
+    the LR finder's restore rely on it): workers are re-seeded from it every epoch."""
+    data = build_data(
+        make_cfg(
+            "data=imagefolder",
+            f"data.root={image_folder}",
+            "data.image_size=16",
+            "trainer.num_workers=1",
+        )
+    )
+    state = data.train_loader.generator.get_state()
+    first = [x for x, _ in data.train_loader]
+    data.train_loader.generator.set_state(state)
+    again = [x for x, _ in data.train_loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))

@@ -28,6 +28,8 @@ from lrlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZE_OPTIONS = ("dataset", "imagenet")
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -53,6 +55,8 @@ def build_data(cfg: DictConfig) -> DataBundle:
         raise ConfigError(f"data.name={data.name!r} is unknown; choose one of {sorted(builders)}")
     if data.batch_size < 1:
         raise ConfigError(f"data.batch_size must be >= 1, got {data.batch_size}")
+    if data.get("normalize", "dataset") not in NORMALIZE_OPTIONS:
+        raise ConfigError(f"data.normalize={data.normalize!r} is not one of {NORMALIZE_OPTIONS}")
     if not 0 < data.get("val_fraction", 0.2) < 1:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {data.val_fraction}")
     train_set, val_set, class_names, in_channels = builders[data.name](cfg)
@@ -65,7 +69,9 @@ def build_data(cfg: DictConfig) -> DataBundle:
         batch_size=data.batch_size,
         num_workers=num_workers,
         pin_memory=pin,
-        persistent_workers=num_workers > 0,
+        # Not persistent: every epoch's iterator then draws its worker seeds from the loader's
+        # generator, so a resumed run and the LR finder's restore reproduce them exactly.
+        persistent_workers=False,
     )
     # A seeded generator makes the shuffling order (and worker seeds) part of `seed`.
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -149,7 +155,11 @@ def image_folder_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str],
 
     train_files = [scan.samples[i][0] for i in train_idx]
     all_files = [p for p, _ in scan.samples + (val_scan.samples if val_scan else [])]
-    mean, std = channel_stats(train_files, all_files, data.image_size, Path(cfg.paths.data_dir))
+    if data.get("normalize", "dataset") == "imagenet":  # what ImageNet-pretrained models saw
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        check_images(all_files)
+    else:
+        mean, std = channel_stats(train_files, all_files, data.image_size, Path(cfg.paths.data_dir))
     train_tf, val_tf = image_transforms(data.image_size, mean, std, augment=data.augment)
 
     if data.get("cache_images", False):
@@ -221,6 +231,12 @@ def load_rgb(path: str):
         raise ConfigError(f"unreadable image file {path}: {e}") from None
 
 
+def check_images(files: list[str]) -> None:
+    """Open every image before training, so a broken one is named now, not mid-epoch."""
+    for f in files:
+        load_rgb(f)
+
+
 def channel_stats(
     train_files: list[str], all_files: list[str], size: int, cache_dir: Path
 ) -> tuple[list[float], list[float]]:
@@ -233,7 +249,9 @@ def channel_stats(
     for f in all_files:
         st = Path(f).stat()
         key.update(f"{Path(f).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    key.update(f"size={size}|train={len(train_files)}".encode())
+    key.update(f"size={size}\n".encode())
+    for f in sorted(train_files):  # the split itself: another split_seed, other statistics
+        key.update(f"{f}\n".encode())
     cache = cache_dir / "stats_cache" / f"{key.hexdigest()[:20]}.json"
     if cache.is_file():
         stats = json.loads(cache.read_text())

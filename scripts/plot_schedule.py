@@ -34,17 +34,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def schedule_trace(cfg: DictConfig) -> tuple[list[list[float | None]], int, list[str], list[str]]:
     """Rows (step, epoch, lr of every group..., momentum) as training would see them, the
     optimizer steps per epoch, the CSV header and the param groups' names."""
-    from lrlab.data import build_data
-    from lrlab.models import build_model
-    from lrlab.optim import build_optimizer
     from lrlab.schedules import build_scheduler, group_momentum
-    from lrlab.training import epoch_batches, optimizer_steps_per_epoch
+    from lrlab.training import build_components, epoch_batches, optimizer_steps_per_epoch
 
-    data = build_data(cfg)
-    train_batches, _ = epoch_batches(cfg, data)
+    c = build_components(cfg)
+    train_batches, _ = epoch_batches(cfg, c.data)
     spe = optimizer_steps_per_epoch(len(train_batches), cfg.trainer.accumulate_grad_batches)
-    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
-    optimizer = build_optimizer(cfg, model)
+    optimizer = c.optimizer
     schedule = build_scheduler(cfg.scheduler, optimizer, spe, cfg.trainer.epochs)
 
     groups = optimizer.param_groups

@@ -145,6 +145,7 @@ def test_mixed_precision_trains_on_cpu(make_cfg, precision):
         ("trainer.overfit_batches=-2", "trainer.overfit_batches"),
         ("trainer.divergence_threshold=-1", "trainer.divergence_threshold"),
         ("trainer.epochs=true", "trainer.epochs"),
+        ("trainer.num_threads=0", "trainer.num_threads"),
         ("model.init=foo", "model.init"),
     ],
 )

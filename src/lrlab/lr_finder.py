@@ -516,26 +516,13 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _find_lr(cfg: DictConfig) -> dict[str, Any]:
-    from lrlab.data import build_data
-    from lrlab.models import build_model
-    from lrlab.models.freezing import Freezer
-    from lrlab.optim import build_optimizer
-    from lrlab.training import TrainStep
-    from lrlab.utils import seed_everything, select_device
+    from lrlab.training import build_components
 
-    t = cfg.trainer
-    seed_everything(cfg.seed)
-    device = select_device(t.device)
-    data = build_data(cfg)
-    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
-    # As train.py: the test runs on the model as its first epoch trains it (model.freeze).
-    freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
-    freezer.apply(0)
-    # The lr only sets the ratios between param groups: the test drives it.
-    optimizer = build_optimizer(cfg, model, lr=PLACEHOLDER_LR if is_auto_lr(cfg) else None)
-    train_step = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip)
+    # As train.py builds them: the test runs on the model as its first epoch trains it
+    # (model.freeze), with the optimizer's own lr setting only the ratios between groups.
+    c = build_components(cfg)
     result = run_range_test(
-        cfg, model, optimizer, data.train_loader, train_step, freezer.train_mode
+        cfg, c.model, c.optimizer, c.data.train_loader, c.step_fn, c.freezer.train_mode
     )
     chosen = str(cfg.lr_find.suggestion)
     save_result(result, cfg.paths.output_dir, chosen)

@@ -83,10 +83,12 @@ def suites(flowers_root: Path) -> dict[str, tuple[list[str], list[Variant]]]:
         "train.py": (
             [*flowers, "trainer.epochs=2", "trainer.checkpoint=false"],
             [
-                Variant("decode every epoch (before)", [off]),
-                Variant("cache", []),
-                Variant("decode every epoch, 1 thread", [off], env={"OMP_NUM_THREADS": "1"}),
-                Variant("cache, 1 thread", env={"OMP_NUM_THREADS": "1"}),
+                Variant(
+                    "no cache, no channels_last (before)", [off, "trainer.channels_last=false"]
+                ),
+                Variant("cache, no channels_last", ["trainer.channels_last=false"]),
+                Variant("defaults (cache + channels_last)", []),
+                Variant("defaults, 1 thread", ["trainer.num_threads=1"]),
             ],
         ),
         "digits": (

@@ -289,6 +289,10 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
         g.get("name", str(i)) for i, g in enumerate(optimizer.param_groups)
     ]
     if auto_lr and checkpoint is not None:  # a resumed run reuses the lr it found
+        if not checkpoint.get("lr_find"):
+            raise ConfigError(
+                "optimizer.lr=auto: the checkpoint's run set its lr by hand; resume with it"
+            )
         summary["lr_find"] = checkpoint["lr_find"]
         lr_finder.set_peak_lr(optimizer, summary["lr_find"]["lr"])
     elif auto_lr:  # the range test restores model, optimizer and RNG exactly afterwards

@@ -238,6 +238,12 @@ def test_resume_with_more_epochs_holds_the_planned_schedule_end(make_cfg):
                 out="x",
             )
         )
+    with pytest.raises(ConfigError, match="set its lr by hand"):
+        training.train(
+            make_cfg(
+                *common, "trainer.epochs=4", "optimizer.lr=auto", f"trainer.resume={ckpt}", out="z"
+            )
+        )
     with pytest.raises(ConfigError, match="trainer.epochs=2"):
         training.train(make_cfg(*common, "trainer.epochs=2", f"trainer.resume={ckpt}", out="y"))
 

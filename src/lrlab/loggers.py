@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import math
 import os
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from lrlab.errors import ConfigError
+from lrlab.utils import json_safe
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 # Run statuses that W&B should show as crashed (a diverged run finished its job: it stopped).
@@ -318,7 +318,7 @@ class WandbTracker:
         if self.run is None:
             return
         try:
-            self.run.summary.update({k: _summary_value(v) for k, v in summary.items()})
+            self.run.summary.update(json_safe(summary))  # NaN/inf as null, as in summary.json
         except Exception as e:
             self._fail("summary update failed", e)
 
@@ -348,10 +348,3 @@ class WandbTracker:
             for p in files:
                 artifact.add_file(str(p), name=str(p.relative_to(self.run_dir)))
             self.run.log_artifact(artifact)
-
-
-def _summary_value(value: Any) -> Any:
-    # W&B's summary is JSON: NaN/inf of a diverged run become text
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from lrlab.entry import SweepReport
 from lrlab.errors import ConfigError
-from lrlab.utils import rng_state, set_rng_state
+from lrlab.utils import json_safe, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,8 @@ class LRFindResult:
         return {
             "lrs": self.lrs,
             "losses": {
-                "raw": _finite_or_none(self.raw_losses),
-                "smoothed": _finite_or_none(self.smoothed_losses),
+                "raw": json_safe(self.raw_losses),  # JSON has no NaN/inf: null
+                "smoothed": json_safe(self.smoothed_losses),
             },
             "suggestions": self.suggestions,
             "chosen": chosen,
@@ -246,11 +246,6 @@ class LRFindResult:
             "steps": len(self.lrs),
             "settings": self.settings,
         }
-
-
-def _finite_or_none(values: Sequence[float]) -> list[float | None]:
-    # JSON has no NaN/inf; a diverged point is written as null.
-    return [v if math.isfinite(v) else None for v in values]
 
 
 def _group_lr_ratios(optimizer: torch.optim.Optimizer) -> list[float]:

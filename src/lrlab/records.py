@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from lrlab.loggers import Tracker
+from lrlab.utils import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -21,20 +21,9 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null so every reader can parse the file."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
+    tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -54,7 +43,7 @@ class RunRecorder:
         self._metrics = open(self.run_dir / METRICS_FILE, "a", buffering=1)  # noqa: SIM115
 
     def log(self, row: dict[str, Any]) -> None:
-        row = _clean(row)
+        row = json_safe(row)
         self._metrics.write(json.dumps(row) + "\n")
         for tracker in self.trackers:
             tracker.log_metrics(row)
@@ -76,5 +65,5 @@ class RunRecorder:
         self.write_summary(summary)
         self._metrics.close()
         for tracker in self.trackers:
-            tracker.log_summary(_clean(summary))
+            tracker.log_summary(json_safe(summary))
             tracker.finish(summary["status"])

@@ -296,3 +296,17 @@ def test_resume_of_an_auto_lr_run_reuses_the_found_lr(make_cfg, monkeypatch, sch
     assert not (Path(make_cfg(out="resumed").paths.output_dir) / "lr_find.json").exists()
     lrs = [r["lr_groups"] for r in resumed if r["type"] == "step"]
     assert lrs == [r["lr_groups"] for r in full if r["type"] == "step"]
+
+
+def test_channels_last_and_num_threads_reach_the_model_and_torch(make_cfg):
+    threads = torch.get_num_threads()
+    try:
+        conv = training.build_components(make_cfg("trainer.num_threads=1")).model.features[1][0]
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.get_num_threads() == 1
+        plain = training.build_components(make_cfg("trainer.channels_last=false"))
+        assert not plain.model.features[1][0].weight.is_contiguous(
+            memory_format=torch.channels_last
+        )
+    finally:
+        torch.set_num_threads(threads)

@@ -84,9 +84,8 @@ class Schedule(LRScheduler):
         lr_fn: LrFn,
         mom_fn: MomFn | None = None,
         plateau: dict[str, Any] | None = None,
-        total_steps: int | None = None,
     ) -> None:
-        self.lr_fn, self.mom_fn, self.total_steps = lr_fn, mom_fn, total_steps
+        self.lr_fn, self.mom_fn = lr_fn, mom_fn
         self._plateau: ReduceLROnPlateau | None = None
         if plateau is not None:
             # torch's ReduceLROnPlateau only acts on an optimizer's lr, so it drives a stand-in
@@ -492,5 +491,4 @@ def build_scheduler(
         held,
         None if mom_fn is None else (lambda t: mom_fn(min(t, total))),
         plateau=plateau,
-        total_steps=total,
     )

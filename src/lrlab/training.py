@@ -332,7 +332,8 @@ def fit(cfg: DictConfig, recorder: RunRecorder, summary: dict[str, Any], start: 
 
     for epoch in range(first_epoch, t.epochs):
         epoch_start = time.perf_counter()
-        freezer.apply(epoch)  # fine_tune: unfreezes at model.freeze_epochs; the schedule goes on
+        if freezer.apply(epoch) and epoch > 0:  # fine_tune: the schedule simply goes on
+            log.info("fine_tune: all layer groups train from epoch %d (step %d)", epoch + 1, step)
         freezer.train_mode()  # model.train(), but frozen BatchNorm layers stay in eval mode
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)

@@ -223,10 +223,6 @@ class Freezer:
         """Whether the frozen groups are frozen during (0-based) `epoch`."""
         return self.n_frozen > 0 and not (self.fine_tune and epoch >= self.freeze_epochs)
 
-    def unfreeze_step(self, steps_per_epoch: int) -> int | None:
-        """The optimizer step at which `fine_tune` unfreezes (None: never)."""
-        return self.freeze_epochs * steps_per_epoch if self.fine_tune else None
-
     def apply(self, epoch: int) -> bool:
         """Set `requires_grad` for (0-based) `epoch`; call before the epoch's first step.
         Returns True when this call changed the frozen state (e.g. fine_tune's unfreeze)."""

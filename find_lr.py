@@ -7,15 +7,17 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from lrlab.entry import run_job
+from lrlab.cli.errors import main as run_cli
+from lrlab.cli.jobs import LRFindSweepReport, find_lr_job
+from lrlab.tasks.config import register_configs
+
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="find_lr")
 def main(cfg: DictConfig) -> None:
-    from lrlab.lr_finder import run_from_config
-
-    run_job(run_from_config, cfg)
+    find_lr_job(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, LRFindSweepReport)

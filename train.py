@@ -5,16 +5,17 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from lrlab.entry import run_job
+from lrlab.cli.errors import main as run_cli
+from lrlab.cli.jobs import train_job
+from lrlab.tasks.config import register_configs
+
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from lrlab.training import train
-
-    summary = run_job(train, cfg)
-    return summary.get("best_val_acc") if summary else None  # the value sweepers optimise
+    return train_job(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

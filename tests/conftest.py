@@ -1,34 +1,16 @@
-"""Shared fixtures: compose the real config (as train.py does) and make tiny image folders."""
+"""Shared fixtures (the helpers they use are in tests/helpers)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-FLOWERS = ROOT.parent / "shared" / "data" / "flowers"
+from tests.helpers import compose_cfg, make_image_folder
 
 torch.set_num_threads(2)
-
-
-def compose_cfg(overrides: list[str], out_dir: Path, config_name: str = "train") -> DictConfig:
-    """The config train.py would get for `overrides`, writing into `out_dir`."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.data_dir = str(out_dir / "data")
-        cfg.trainer.progress_bar = False
-    return cfg
 
 
 @pytest.fixture
@@ -39,42 +21,6 @@ def make_cfg(tmp_path):
     return make
 
 
-def run_cli(
-    script: str, *args: str, cwd: Path, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """Run an entry point as a user would, from `cwd`, with outputs under `cwd`."""
-    env = {**os.environ, "PROJECT_ROOT": str(cwd), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def make_image_folder(root: Path, classes: dict[str, int], size: int = 20, seed: int = 0) -> Path:
-    """Class folders of small random PNGs; each class has its own mean colour so it is learnable."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for k, (name, count) in enumerate(classes.items()):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            base = np.zeros((size, size, 3)) + 60 * (k + 1)
-            pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"img_{i:03d}.png")
-    return root
-
-
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images", {"cat": 10, "dog": 10, "fox": 10})
-
-
-def requires_flowers():
-    return pytest.mark.skipif(
-        not FLOWERS.is_dir(), reason=f"flowers data not found at {FLOWERS} (see shared/data/README)"
-    )

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from lrlab.data import build_data, stratified_split
+from lrlab.data import stratified_split
 from lrlab.errors import ConfigError
-from tests.conftest import FLOWERS, make_image_folder, requires_flowers
+from lrlab.tasks.config import check_config
+from tests.helpers import FLOWERS, build_data_from, make_image_folder, requires_flowers
 
 
 def test_digits_default_is_real_normalised_and_split(make_cfg):
-    data = build_data(make_cfg())
+    data = build_data_from(make_cfg())
     assert (data.num_classes, data.in_channels, data.image_size) == (10, 1, 16)
     x, _y = data.train_loader.dataset.tensors
     vx, _ = data.val_loader.dataset.tensors
@@ -36,7 +37,7 @@ def test_stratified_split_keeps_class_proportions_and_is_seeded():
 
 def test_imagefolder_split_stats_cache_and_shapes(make_cfg, image_folder):
     cfg = make_cfg("data=imagefolder", f"data.root={image_folder}", "data.image_size=16")
-    data = build_data(cfg)
+    data = build_data_from(cfg)
     assert data.class_names == ["cat", "dog", "fox"] and data.in_channels == 3
     assert len(data.train_loader.dataset) == 24 and len(data.val_loader.dataset) == 6
     x, _y = next(iter(data.val_loader))
@@ -45,14 +46,16 @@ def test_imagefolder_split_stats_cache_and_shapes(make_cfg, image_folder):
     assert len(caches) == 1
     # The cache is used: a changed cache value changes the normalisation.
     caches[0].write_text('{"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}')
-    x2, _ = next(iter(build_data(cfg).val_loader))
+    x2, _ = next(iter(build_data_from(cfg).val_loader))
     assert x2.min() >= 0 and x2.max() <= 1 and not torch.allclose(x, x2)
 
 
 def test_imagefolder_separate_val_root(make_cfg, tmp_path):
     train = make_image_folder(tmp_path / "train", {"a": 6, "b": 6})
     val = make_image_folder(tmp_path / "val", {"a": 2, "b": 3}, seed=1)
-    data = build_data(make_cfg("data=imagefolder", f"data.root={train}", f"data.val_root={val}"))
+    data = build_data_from(
+        make_cfg("data=imagefolder", f"data.root={train}", f"data.val_root={val}")
+    )
     assert len(data.train_loader.dataset) == 12 and len(data.val_loader.dataset) == 5
 
 
@@ -76,12 +79,12 @@ def test_bad_image_folders_raise_a_clear_error(make_cfg, tmp_path, setup, messag
     root = tmp_path / "imgs"
     setup(root)
     with pytest.raises(ConfigError, match=message):
-        build_data(make_cfg("data=imagefolder", f"data.root={root}"))
+        build_data_from(make_cfg("data=imagefolder", f"data.root={root}"))
 
 
 def test_imagefolder_without_root_names_the_key(make_cfg):
     with pytest.raises(ConfigError, match="data.root"):
-        build_data(make_cfg("data=imagefolder"))
+        build_data_from(make_cfg("data=imagefolder"))
 
 
 def write_fake_cifar(root: Path) -> None:
@@ -103,7 +106,7 @@ def test_cifar10_loads_from_local_files(make_cfg, tmp_path, monkeypatch):
     write_fake_cifar(tmp_path / "cifar")
     # The fake files cannot match torchvision's published md5 sums; everything else is real.
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
-    data = build_data(
+    data = build_data_from(
         make_cfg("data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.download=false")
     )
     assert data.num_classes == 10 and len(data.train_loader.dataset) == 20
@@ -119,12 +122,12 @@ def test_cifar10_offline_error_says_what_to_do(make_cfg, tmp_path, monkeypatch):
 
     monkeypatch.setattr(CIFAR10, "download", offline)
     with pytest.raises(ConfigError, match="cifar-10-batches-py"):
-        build_data(make_cfg("data=cifar10", f"data.root={tmp_path / 'none'}"))
+        build_data_from(make_cfg("data=cifar10", f"data.root={tmp_path / 'none'}"))
 
 
 @requires_flowers()
 def test_flowers_split_is_stratified_20_percent(make_cfg):
-    data = build_data(make_cfg("data=flowers", f"data.root={FLOWERS}"))
+    data = build_data_from(make_cfg("data=flowers", f"data.root={FLOWERS}"))
     assert data.class_names == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     n_val = len(data.val_loader.dataset)
     assert n_val == pytest.approx(0.2 * 4317, abs=3)
@@ -132,7 +135,7 @@ def test_flowers_split_is_stratified_20_percent(make_cfg):
 
 def test_stats_cache_is_per_split(make_cfg, image_folder):
     for split_seed in (0, 1):
-        build_data(
+        build_data_from(
             make_cfg(
                 "data=imagefolder", f"data.root={image_folder}", f"data.split_seed={split_seed}"
             )
@@ -148,8 +151,8 @@ def test_imagenet_normalization(make_cfg, image_folder):
         "data.image_size=16",
         "data.augment=false",
     ]
-    raw = build_data(make_cfg(*common, "data.normalize=dataset", "data.cache_images=false"))
-    imagenet = build_data(make_cfg(*common, "data.normalize=imagenet"))
+    raw = build_data_from(make_cfg(*common, "data.normalize=dataset", "data.cache_images=false"))
+    imagenet = build_data_from(make_cfg(*common, "data.normalize=imagenet"))
     x_raw, _ = next(iter(raw.val_loader))
     x_net, _ = next(iter(imagenet.val_loader))
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
@@ -158,13 +161,13 @@ def test_imagenet_normalization(make_cfg, image_folder):
     assert pixels_net.min() >= -1e-5 and pixels_net.max() <= 1 + 1e-5
     assert not torch.allclose(x_raw, x_net)
     with pytest.raises(ConfigError, match="data.normalize"):
-        build_data(make_cfg(*common, "data.normalize=imagenett"))
+        check_config(make_cfg(*common, "data.normalize=imagenett"))
 
 
 def test_worker_seeds_follow_the_loader_generator(make_cfg, image_folder):
     """Restoring the loader's generator replays an epoch exactly, with workers too (resume and
     the LR finder's restore rely on it): workers are re-seeded from it every epoch."""
-    data = build_data(
+    data = build_data_from(
         make_cfg(
             "data=imagefolder",
             f"data.root={image_folder}",

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lrlab import data as data_module
-from lrlab.data import CachedImages, build_data
+from lrlab.data import folder as data_module
+from lrlab.data.cache import CachedImages
 from lrlab.errors import ConfigError
-from tests.conftest import FLOWERS, make_image_folder, requires_flowers
+from tests.helpers import FLOWERS, build_data_from, make_image_folder, requires_flowers
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def odd_folder(tmp_path):
 
 
 def build(make_cfg, root, *overrides, cache=True):
-    return build_data(
+    return build_data_from(
         make_cfg(
             "data=imagefolder",
             f"data.root={root}",
@@ -144,8 +144,8 @@ def test_truncated_file_is_named_by_the_cache_itself(make_cfg, tmp_path, monkeyp
 @pytest.mark.slow
 def test_flowers_cached_equals_uncached(make_cfg):
     cfg = ("data=flowers", f"data.root={FLOWERS}")
-    cached = build_data(make_cfg(*cfg))
-    plain = build_data(make_cfg(*cfg, "data.cache_images=false", out="plain"))
+    cached = build_data_from(make_cfg(*cfg))
+    plain = build_data_from(make_cfg(*cfg, "data.cache_images=false", out="plain"))
     assert isinstance(cached.train_loader.dataset, CachedImages)
     assert torch.equal(next(iter(cached.val_loader))[0], next(iter(plain.val_loader))[0])
     first = []

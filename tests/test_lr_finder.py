@@ -3,6 +3,7 @@ stopping, the exact restore, and find_lr.py end to end."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -16,6 +17,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lrlab import lr_finder
 from lrlab.errors import ConfigError
+from lrlab.lr_finder import LrFindConfig
+from lrlab.lr_finder.range_test import SmoothedLoss
+from lrlab.lr_finder.suggestions import minimum, slide, steep, valley
+from lrlab.optim.param_groups import set_peak_lr
+from lrlab.tasks.auto_lr import find_auto_lr
+from lrlab.tasks.build import PLACEHOLDER_LR
+from lrlab.tasks.find_lr import find_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,12 +41,12 @@ def test_linear_schedule() -> None:
 
 
 def test_smoothing_is_bias_corrected_ema() -> None:
-    s = lr_finder.SmoothedLoss(beta=0.5)
+    s = SmoothedLoss(beta=0.5)
     # avg1 = 0.5*2 = 1 -> 1/(1-0.5) = 2; avg2 = 0.5*1 + 0.5*4 = 2.5 -> 2.5/(1-0.25)
     assert s.update(2.0) == pytest.approx(2.0)
     assert s.update(4.0) == pytest.approx(2.5 / 0.75)
     # the first smoothed value equals the first loss whatever beta is (bias correction)
-    assert lr_finder.SmoothedLoss(0.98).update(3.7) == pytest.approx(3.7)
+    assert SmoothedLoss(0.98).update(3.7) == pytest.approx(3.7)
 
 
 # --- suggestions on hand-made curves ----------------------------------------------------------
@@ -58,13 +66,13 @@ def test_valley_is_past_the_middle_of_the_longest_decreasing_run() -> None:
         [0.1 + 0.01 * np.arange(10), 3.0 - 0.05 * np.arange(30), 2.0 + 0.1 * np.arange(10)]
     )
     lrs = log_lrs(50)
-    assert lr_finder.valley(lrs, losses) == lrs[24]
+    assert valley(lrs, losses) == lrs[24]
 
 
 def test_valley_of_a_flat_or_rising_curve_is_its_first_point() -> None:
     lrs = log_lrs(10)
-    assert lr_finder.valley(lrs, np.linspace(1, 2, 10)) == lrs[0]
-    assert lr_finder.valley(lrs, np.ones(10)) == lrs[0]  # ties are not decreasing
+    assert valley(lrs, np.linspace(1, 2, 10)) == lrs[0]
+    assert valley(lrs, np.ones(10)) == lrs[0]  # ties are not decreasing
 
 
 def test_slide_stops_where_the_curve_starts_to_bend() -> None:
@@ -75,20 +83,20 @@ def test_slide_stops_where_the_curve_starts_to_bend() -> None:
     i = np.arange(70)
     losses = np.where(i <= 40, 1.0, 1.0 + 0.02 * (i - 40.0) ** 2)
     lrs = log_lrs(70)
-    assert lr_finder.slide(lrs, losses) == lrs[40 - 15]
+    assert slide(lrs, losses) == lrs[40 - 15]
 
 
 def test_slide_keeps_the_first_window_when_its_ends_agree() -> None:
     lrs = log_lrs(30)
     losses = 2.0 - 0.01 * np.arange(30)  # straight line: same gradient everywhere
-    assert lr_finder.slide(lrs, losses) == lrs[30 - 1 - 15]
-    assert lr_finder.slide(lrs[:15], losses[:15]) is None  # fastai needs lr_diff+1 points
+    assert slide(lrs, losses) == lrs[30 - 1 - 15]
+    assert slide(lrs[:15], losses[:15]) is None  # fastai needs lr_diff+1 points
 
 
 def test_minimum_is_a_tenth_of_the_lr_at_the_lowest_loss() -> None:
     lrs = log_lrs(20)
     losses = (np.arange(20) - 13.0) ** 2 + 1.0  # lowest at 13
-    assert lr_finder.minimum(lrs, losses) == pytest.approx(lrs[13] / 10)
+    assert minimum(lrs, losses) == pytest.approx(lrs[13] / 10)
 
 
 def test_steep_measures_the_slope_against_log_lr() -> None:
@@ -97,7 +105,7 @@ def test_steep_measures_the_slope_against_log_lr() -> None:
     # first is steeper; against log(lr) the second is, so steep picks lrs[3].
     lrs = np.array([1e-4, 2e-4, 2e-2, 3e-2, 3.3e-2, 5e-2])
     losses = np.array([3.0, 3.0, 2.0, 2.0, 1.5, 1.5])
-    assert lr_finder.steep(lrs, losses) == lrs[3]
+    assert steep(lrs, losses) == lrs[3]
 
 
 def test_suggest_drops_first_tenth_and_last_five_and_cuts_at_nan() -> None:
@@ -300,7 +308,7 @@ def test_restores_model_optimizer_grads_modes_rng_and_shuffling_exactly() -> Non
             "model": {k: v.clone() for k, v in model.state_dict().items()},
             "grads": [p.grad.clone() for p in model.parameters()],
             "modes": [m.training for m in model.modules()],
-            "opt": lr_finder.copy.deepcopy(opt.state_dict()),
+            "opt": copy.deepcopy(opt.state_dict()),
             "torch_rng": torch.get_rng_state(),
             "np_rng": np.random.get_state()[1].copy(),
             "py_rng": random.getstate(),
@@ -347,15 +355,28 @@ def test_restore_happens_even_when_a_step_raises() -> None:
 # --- config and lr=auto helpers ---------------------------------------------------------------
 
 
-def lr_find_cfg(**over):
+def lr_find_cfg(**over) -> LrFindConfig:
+    """The lr_find settings of the composed default config, with `over` changed (checked)."""
     from omegaconf import OmegaConf
 
-    base = OmegaConf.load(ROOT / "conf" / "lr_find" / "default.yaml")
-    return OmegaConf.merge(base, over)
+    from tests.helpers import compose_cfg
+
+    base = compose_cfg([], ROOT / "unused").lr_find
+    return OmegaConf.to_object(OmegaConf.merge(base, over))
+
+
+def loss_step(step):
+    """A `TrainStep` as the range test's mean-loss step function."""
+
+    def mean_loss(batches):
+        result = step(batches)
+        return result.loss_sum / result.n
+
+    return mean_loss
 
 
 def test_default_config_is_valid_and_matches_the_issue() -> None:
-    kw = lr_finder.range_test_kwargs(lr_find_cfg())
+    kw = lr_find_cfg().range_test_kwargs()
     assert kw == {
         "start_lr": 1e-7,
         "end_lr": 10.0,
@@ -382,13 +403,13 @@ def test_default_config_is_valid_and_matches_the_issue() -> None:
 )
 def test_bad_values_raise_config_error_naming_the_key(key: str, value) -> None:
     with pytest.raises(ConfigError, match=f"lr_find.{key}"):
-        lr_finder.validate_lr_find_cfg(lr_find_cfg(**{key: value}))
+        lr_find_cfg(**{key: value})
 
 
 def test_set_peak_lr_scales_every_group_and_initial_lr() -> None:
     _, opt = two_group_sgd()
     torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)  # stamps initial_lr
-    lr_finder.set_peak_lr(opt, 0.02)
+    set_peak_lr(opt, 0.02)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.02, 0.2])
     assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([0.02, 0.2])
     assert opt.defaults["lr"] == 0.02
@@ -399,7 +420,7 @@ def test_set_peak_lr_scales_every_group_and_initial_lr() -> None:
 
 @pytest.mark.slow  # imports timm, sklearn and matplotlib: seconds even on an idle machine
 def test_run_from_config_with_accumulation_writes_outputs(tmp_path) -> None:
-    from tests.conftest import compose_cfg
+    from tests.helpers import compose_cfg
 
     cfg = compose_cfg(
         [
@@ -411,7 +432,7 @@ def test_run_from_config_with_accumulation_writes_outputs(tmp_path) -> None:
         tmp_path / "run",
         config_name="find_lr",
     )
-    blob = lr_finder.run_from_config(cfg)
+    blob = find_lr(cfg)
     on_disk = json.loads((tmp_path / "run" / "lr_find.json").read_text())
     assert on_disk == json.loads(json.dumps(blob))
     assert {"lrs", "losses", "suggestions", "stopped_early", "num_it"} <= on_disk.keys()
@@ -427,17 +448,17 @@ def test_run_from_config_with_accumulation_writes_outputs(tmp_path) -> None:
 
 
 def test_run_from_config_rejects_bad_settings_before_any_work(tmp_path) -> None:
-    from tests.conftest import compose_cfg
+    from tests.helpers import compose_cfg
 
     cfg = compose_cfg(["lr_find.mode=cosine"], tmp_path / "run", config_name="find_lr")
     with pytest.raises(ConfigError, match=r"lr_find\.mode"):
-        lr_finder.run_from_config(cfg)
+        find_lr(cfg)
     assert not (tmp_path / "run" / "lr_find.json").exists()
 
 
 @pytest.mark.slow
 def test_find_lr_cli_on_default_digits(tmp_path) -> None:
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     proc = run_cli("find_lr.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -455,7 +476,7 @@ def test_find_lr_cli_on_default_digits(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_find_lr_cli_one_line_error_for_bad_value(tmp_path) -> None:
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     proc = run_cli("find_lr.py", "lr_find.suggestion=middle", cwd=tmp_path)
     assert proc.returncode == 2
@@ -466,7 +487,7 @@ def test_find_lr_cli_one_line_error_for_bad_value(tmp_path) -> None:
 
 
 def tiny_setup(precision: str = "32"):
-    from lrlab.training import TrainStep
+    from lrlab.engine.step import TrainStep
 
     torch.manual_seed(0)
     x, y = torch.randn(48, 1, 6, 6), torch.randint(0, 3, (48,))
@@ -476,10 +497,10 @@ def tiny_setup(precision: str = "32"):
     model = TinyNet()
     opt = torch.optim.SGD(
         [
-            {"params": model.features.parameters(), "lr": lr_finder.PLACEHOLDER_LR / 10},
+            {"params": model.features.parameters(), "lr": PLACEHOLDER_LR / 10},
             {"params": model.head.parameters()},
         ],
-        lr=lr_finder.PLACEHOLDER_LR,
+        lr=PLACEHOLDER_LR,
         momentum=0.9,
     )
     return model, opt, loader, TrainStep(model, opt, torch.device("cpu"), precision)
@@ -489,13 +510,13 @@ def test_fp16_grad_scaler_state_is_restored_too() -> None:
     model, opt, loader, step = tiny_setup("16-mixed")
     assert step.scaler.is_enabled()
     step([next(iter(loader))])  # the scaler's scale and growth tracker now exist
-    before = lr_finder.copy.deepcopy(step.scaler.state_dict())
+    before = copy.deepcopy(step.scaler.state_dict())
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     res = lr_finder.range_test(
         model,
         opt,
         loader,
-        lr_finder.loss_step(step),
+        loss_step(step),
         num_it=20,
         start_lr=1e-3,
         end_lr=1e4,
@@ -507,17 +528,12 @@ def test_fp16_grad_scaler_state_is_restored_too() -> None:
 
 
 def test_resolve_auto_lr_sets_the_chosen_lr_on_every_group_and_records_it(tmp_path) -> None:
-    from omegaconf import OmegaConf
 
     model, opt, loader, step = tiny_setup()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = OmegaConf.create(
-        {
-            "lr_find": OmegaConf.to_container(lr_find_cfg(num_it=30, suggestion="minimum")),
-            "trainer": {"accumulate_grad_batches": 1, "precision": "32"},
-        }
-    )
-    lr, entry = lr_finder.resolve_auto_lr(cfg, model, opt, loader, step, tmp_path)
+    settings = lr_find_cfg(num_it=30, suggestion="minimum")
+    entry = find_auto_lr(settings, model, opt, loader, step, 1, tmp_path)
+    lr = entry["lr"]
     blob = json.loads((tmp_path / "lr_find.json").read_text())
     assert entry == {"suggestion": "minimum", "lr": lr} and lr == blob["suggestions"]["minimum"]
     assert (tmp_path / "lr_find.png").is_file()
@@ -527,19 +543,18 @@ def test_resolve_auto_lr_sets_the_chosen_lr_on_every_group_and_records_it(tmp_pa
     assert_same(weights, dict(model.state_dict()))
     assert opt.state_dict()["state"] == {}  # no momentum buffers left from the test
     # a suggestion that cannot be computed is a clear error, not a silent default
-    cfg.lr_find.num_it = 10
-    cfg.lr_find.suggestion = "slide"
+    settings = lr_find_cfg(num_it=10, suggestion="slide")
     with pytest.raises(ConfigError, match="lr_find.suggestion='slide' found no lr"):
-        lr_finder.resolve_auto_lr(cfg, model, opt, loader, step, tmp_path)
+        find_auto_lr(settings, model, opt, loader, step, 1, tmp_path)
 
 
 @pytest.mark.slow
 def test_train_with_auto_lr_equals_training_with_the_found_lr(tmp_path) -> None:
     """`optimizer.lr=auto` trains bit for bit like `optimizer.lr=<found>`: the range test leaves
     weights, optimizer, RNG and shuffling untouched, and the schedule takes the found peak."""
-    from lrlab.records import read_jsonl
-    from lrlab.training import train
-    from tests.conftest import compose_cfg
+    from lrlab.tasks.train import train
+    from lrlab.tracking import read_jsonl
+    from tests.helpers import compose_cfg
 
     fast = [
         "scheduler=clr",
@@ -571,16 +586,17 @@ def test_train_with_auto_lr_equals_training_with_the_found_lr(tmp_path) -> None:
 
 
 def test_train_rejects_bad_lr_find_settings_before_building_anything(tmp_path, monkeypatch) -> None:
-    from lrlab import training
-    from tests.conftest import compose_cfg
+    from lrlab.tasks import build as training
+    from lrlab.tasks.train import train
+    from tests.helpers import compose_cfg
 
-    def no_data(cfg):
+    def no_data(*args, **kwargs):
         raise AssertionError("data was built before the config was checked")
 
     monkeypatch.setattr(training, "build_data", no_data)
     cfg = compose_cfg(["optimizer.lr=auto", "lr_find.end_lr=0"], tmp_path / "run")
     with pytest.raises(ConfigError, match=r"lr_find\.end_lr"):
-        training.train(cfg)
+        train(cfg)
 
 
 def test_train_mode_hook_replaces_model_train() -> None:
@@ -595,7 +611,7 @@ def test_train_mode_hook_replaces_model_train() -> None:
 
     def watching(batches: list) -> torch.Tensor:
         modes.append((model.head.training, bn.training))
-        return lr_finder.loss_step(step)(batches)
+        return loss_step(step)(batches)
 
     lr_finder.range_test(model, opt, loader, watching, num_it=3, train_mode=frozen_bn_train_mode)
     assert modes == [(True, False)] * 3

@@ -14,17 +14,11 @@ from omegaconf import OmegaConf
 from torch.optim import lr_scheduler as tls
 
 from lrlab.errors import ConfigError
-from lrlab.schedules import (
-    COMMON,
-    SCHEDULES,
-    anneal_cos,
-    anneal_exp,
-    anneal_linear,
-    anneal_poly,
-    build_scheduler,
-    group_momentum,
-    scheduler_params,
-)
+from lrlab.optim import build_scheduler, group_momentum, scheduler_params
+from lrlab.optim.annealers import anneal_cos, anneal_exp, anneal_linear, anneal_poly
+from lrlab.optim.schedules import SCHEDULES
+
+COMMON = {"warmup_epochs": 0.0, "warmup_start_factor": 0.0}
 
 SPE, EPOCHS = 7, 3  # 21 optimizer steps: small, with fractional phase boundaries
 TOTAL = SPE * EPOCHS
@@ -201,11 +195,11 @@ def test_sgdr_fastai_defaults_and_cycle_decay():
 def test_cosine_matches_torch(eta_min):
     ref_opt = make_opt()
     ref = tls.CosineAnnealingLR(ref_opt, T_max=TOTAL, eta_min=eta_min)
-    expected = trace(ref_opt, ref, TOTAL + 1)  # T_max steps later it reaches eta_min
+    expected = trace(ref_opt, ref, TOTAL)  # the run's steps (torch reaches eta_min one later)
     opt = make_opt()
-    got = trace(opt, build({"name": "cosine", "eta_min": eta_min}, opt), TOTAL + 1)
+    got = trace(opt, build({"name": "cosine", "eta_min": eta_min}, opt), TOTAL)
     assert_traces_close(got, expected)
-    assert got[-1][0] == pytest.approx(eta_min)
+    assert eta_min < got[-1][0] < eta_min + 0.1 * 0.01
 
 
 def test_step_matches_multisteplr_with_fractional_milestones():
@@ -241,8 +235,8 @@ def test_flat_cos_is_fastai_fit_flat_cos():
     lrs = [row[0] for row in trace(opt, build({"name": "flat_cos"}, opt, spe, epochs), 45)]
     assert lrs[:31] == [0.1] * 31
     assert lrs[35] == pytest.approx(anneal_cos(0.1, 1e-6, 0.5))
-    assert lrs[40:] == pytest.approx([1e-6] * 5)  # peak / div_final, held past the end
-    assert all(a > b for a, b in itertools.pairwise(lrs[30:41]))
+    assert lrs[40:] == [lrs[39]] * 5  # held past the end at the last planned step's value
+    assert all(a > b for a, b in itertools.pairwise(lrs[30:40]))
 
 
 # --- properties every schedule must have
@@ -276,9 +270,32 @@ def test_stepping_past_the_end_holds_the_final_value(name):
     opt = make_opt(kind="adam")
     sched = build({"name": name, **ALL[name]}, opt)
     rows = trace(opt, sched, 3 * TOTAL)
-    assert rows[TOTAL:] == [rows[TOTAL]] * (2 * TOTAL)
-    if name == "onecycle":  # the final value is the last planned step's
-        assert rows[TOTAL - 1] == rows[TOTAL]
+    assert rows[TOTAL - 1 :] == [rows[TOTAL - 1]] * (2 * TOTAL + 1)  # the last planned step's
+
+
+@pytest.mark.parametrize(("spe", "epochs"), [(23, 7), (23, 3), (8, 1)])
+def test_sgdr_holds_the_end_of_its_last_cycle_not_the_next_restart(spe, epochs):
+    """A plan ending on a cycle boundary (7 = 1 + 2 + 4 epochs, 3 = 1 + 2, 1) must not jump
+    back to the peak past its end (torch's next value there would be the restart)."""
+    opt = make_opt()
+    rows = trace(opt, build({"name": "sgdr"}, opt, spe, epochs), spe * epochs + spe)
+    last = rows[spe * epochs - 1][0]
+    assert last < min(r[0] for r in rows[: spe * epochs - 1]) and last < 0.1 * 0.05  # the bottom
+    assert [r[0] for r in rows[spe * epochs :]] == [last] * spe
+
+
+def test_sgdr_fractional_t_0_restarts_at_the_exact_fractional_epochs():
+    """t_0 = 1/3 epoch with 23 steps per epoch: cycles of 23/3, 46/3, 92/3 steps end at 7.67,
+    23 and 53.67 steps, so the restarts fall on steps 8, 23 and 54 (whole-step cycle lengths
+    would drift to 8, 24, 56)."""
+    opt = make_opt()
+    rows = trace(opt, build({"name": "sgdr", "t_0": 1 / 3}, opt, 23, 4), 23 * 4)
+    restarts = [t for t in range(1, len(rows)) if rows[t][0] > rows[t - 1][0]]
+    assert restarts == [8, 23, 54]
+    # between restarts: the cosine of the fractional position, as torch would compute it
+    t = 30  # the third cycle spans steps 23 .. 53.67
+    expected = anneal_cos(0.1, 0.0, (t - 23) / (92 / 3))
+    assert rows[t][0] == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -410,12 +427,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "scheduler"
 
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
-def test_yaml_files_mirror_the_code_defaults(path):
-    cfg = OmegaConf.to_container(OmegaConf.load(path))
-    assert cfg.pop("name") == path.stem
-    _, defaults = SCHEDULES[path.stem]
-    assert cfg == {**COMMON, **defaults}
-    build({"name": path.stem, **cfg}, make_opt())  # and builds
+def test_yaml_files_compose_to_their_schema_and_build(path, make_cfg):
+    """Each conf/scheduler file picks its schema (the one source of the defaults) and builds."""
+    from dataclasses import asdict
+
+    cfg = OmegaConf.to_container(make_cfg(f"scheduler={path.stem}").scheduler)
+    assert cfg == asdict(SCHEDULES[path.stem][1]())
+    build(cfg, make_opt())
 
 
 def test_every_schedule_has_a_yaml_file():
@@ -443,10 +461,12 @@ def test_plot_script_traces_the_training_schedule(tmp_path):
         rows = list(csv.DictReader(f))
     assert (tmp_path / "oc.png").stat().st_size > 0
 
-    cfg = script.compose_config(overrides)
-    from lrlab.data import build_data
+    from lrlab.cli.preview import compose_config
 
-    spe = math.ceil(len(build_data(cfg).train_loader) / 2)  # optimizer steps, not batches
+    cfg = compose_config(overrides)
+    from tests.helpers import build_data_from
+
+    spe = math.ceil(len(build_data_from(cfg).train_loader) / 2)  # optimizer steps, not batches
     assert len(rows) == 2 * spe and float(rows[spe]["epoch"]) == 1.0
     lr, lr_last = float(rows[0]["lr"]), float(rows[0][list(rows[0])[-2]])
     assert lr == pytest.approx(0.05 / 25) and lr_last == pytest.approx(lr / 10)  # stem: lr/lr_mult

@@ -11,9 +11,9 @@ from lrlab.errors import ConfigError
 from lrlab.models import build_model
 from lrlab.models.freezing import Freezer, layer_groups
 from lrlab.models.timm_backbone import PretrainedWeightsUnavailable
-from lrlab.optim import build_optimizer
-from lrlab.schedules import build_scheduler
-from tests.conftest import FLOWERS, requires_flowers, run_cli
+from lrlab.optim import build_scheduler
+from lrlab.tasks.train import train
+from tests.helpers import FLOWERS, build_optimizer_from, requires_flowers, run_cli
 
 TINY = "test_resnet"  # timm's tiny test ResNet: stem, layer1-4, fc (a few hundred k params)
 
@@ -160,7 +160,7 @@ def test_freeze_modes_use_timms_stages(make_cfg, freeze, expected):
 def test_the_import_free_grouping_matches_timms(make_cfg, name):
     from timm.models import group_parameters
 
-    from lrlab.models.freezing import group_names
+    from lrlab.models.groups import group_names
 
     cfg = make_cfg() if name == "simple_cnn" else make_cfg("model=timm", f"model.name={name}")
     model = build(cfg)
@@ -194,7 +194,6 @@ def test_simple_cnn_blocks_are_its_stages(make_cfg):
             ["model.fine_tune=true", "model.freeze=all_but_head", "model.freeze_epochs=3"],
             "model.freeze_epochs=3",
         ),
-        (["model.frozen_bn_eval=maybe"], "model.frozen_bn_eval='maybe'"),
     ],
 )
 def test_bad_freeze_settings_are_config_errors(make_cfg, overrides, key):
@@ -208,9 +207,9 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def train_steps(cfg, model, freezer: Freezer, steps: int = 2, epoch: int = 0):
-    from lrlab.training import TrainStep
+    from lrlab.engine.step import TrainStep
 
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer_from(cfg, model)
     step = TrainStep(model, optimizer, torch.device("cpu"))
     torch.manual_seed(0)
     freezer.apply(epoch)
@@ -265,9 +264,9 @@ SMALL_CNN = ["model.channels=[4,8,8]", "model.hidden=8"]
 def run_schedule(cfg, model, freezer: Freezer | None, spe: int, epochs: int):
     """A minimal loop over random 16x16 gray images: per step, the lrs and whether the optimizer
     updated the stem (the first conv; Adam counts each parameter's own steps)."""
-    from lrlab.training import TrainStep
+    from lrlab.engine.step import TrainStep
 
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer_from(cfg, model)
     step = TrainStep(model, optimizer, torch.device("cpu"))
     sched = build_scheduler(cfg.scheduler, optimizer, spe, epochs)
     gen = torch.Generator().manual_seed(0)
@@ -337,9 +336,9 @@ def test_parameters_the_model_keeps_fixed_stay_fixed_after_the_unfreeze(make_cfg
 
 
 def train_and_keep_model(cfg, monkeypatch) -> tuple[dict, dict, torch.nn.Module, list[dict]]:
-    """training.train(cfg), keeping the model it built and its initial state."""
-    from lrlab import training
-    from lrlab.records import read_jsonl
+    """train(cfg), keeping the model it built and its initial state."""
+    from lrlab.tasks import build as training
+    from lrlab.tracking import read_jsonl
 
     built: dict[str, torch.nn.Module] = {}
 
@@ -349,7 +348,7 @@ def train_and_keep_model(cfg, monkeypatch) -> tuple[dict, dict, torch.nn.Module,
         return model
 
     monkeypatch.setattr(training, "build_model", spy)
-    summary = training.train(cfg)
+    summary = train(cfg)
     rows = read_jsonl(Path(cfg.paths.output_dir) / "metrics.jsonl")
     return summary, built["init"], built["model"], [r for r in rows if r["type"] == "step"]
 
@@ -394,8 +393,6 @@ def test_the_training_loop_freezes_and_fine_tunes(make_cfg, monkeypatch):
 @pytest.mark.slow
 @requires_flowers()
 def test_flowers_transfer_experiment_runs_with_a_local_weights_file(make_cfg, pretrained):
-    from lrlab import training
-
     state, files = pretrained
     cfg = make_cfg(
         "experiment=flowers_transfer",
@@ -409,7 +406,7 @@ def test_flowers_transfer_experiment_runs_with_a_local_weights_file(make_cfg, pr
         "trainer.log_every_n_steps=1",
     )
     assert cfg.model.freeze == "all_but_last_stage" and cfg.model.pretrained
-    summary = training.train(cfg)
+    summary = train(cfg)
     assert summary["status"] == "completed"
     ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)[
         "model"

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from lrlab import loggers
+from lrlab import tracking
+from lrlab.tracking import naming, wandb_tracker
 
 wandb = pytest.importorskip("wandb")
 
@@ -101,6 +102,11 @@ def offline_run(run_dir: Path, timeout: float = 20.0) -> dict[str, Any]:
     return out
 
 
+def build(cfg) -> list:
+    """The trackers training builds for a whole config `cfg`."""
+    return tracking.build_trackers(cfg.logger, Path(cfg.paths.output_dir), cfg)
+
+
 def wandb_cfg(run_dir: Path, **wandb_cfg: Any):
     return OmegaConf.create(
         {
@@ -130,61 +136,66 @@ EPOCH_ROW = {"type": "epoch", "epoch": 1, "step": 4, "train_loss": 0.5, "train_a
 
 
 def test_wandb_row_keys() -> None:
-    assert loggers.wandb_row(STEP_ROWS[0]) == {
+    assert naming.wandb_row(STEP_ROWS[0]) == {
         "trainer/step": 1, "trainer/epoch": 0.25, "train/loss": 1.0, "lr": 0.1,
         "lr/group_0": 0.1, "lr/group_1": 0.01, "momentum": 0.89,
     }  # fmt: skip
-    assert loggers.wandb_row(EPOCH_ROW) == {
+    assert naming.wandb_row(EPOCH_ROW) == {
         "trainer/step": 4, "trainer/epoch": 1, "train/loss_epoch": 0.5, "train/acc": 0.6,
         "val/loss": 0.7, "val/acc": 0.55, "epoch_time_s": 1.5,
     }  # fmt: skip
-    assert "momentum" not in loggers.wandb_row({**STEP_ROWS[0], "momentum": None})
+    assert "momentum" not in naming.wandb_row({**STEP_ROWS[0], "momentum": None})
 
 
 def test_names_from_hydra() -> None:
-    assert loggers.run_name(["experiment=cmp", "recipe=adam", "seed=1"]) == "recipe=adam,seed=1"
-    assert loggers.run_name(["experiment=cmp"]) == "experiment=cmp"
-    assert loggers.run_name([]) is None
+    assert naming.run_name(["experiment=cmp", "recipe=adam", "seed=1"]) == "recipe=adam,seed=1"
+    assert naming.run_name(["experiment=cmp"]) == "experiment=cmp"
+    assert naming.run_name([]) is None
     overrides = ["experiment=cmp", "debug=fast", "recipe=adam", "seed=1"]
-    assert loggers.run_name(overrides, swept={"recipe", "seed"}) == "recipe=adam,seed=1"
-    assert loggers.run_name(overrides, swept=set()) == "debug=fast,recipe=adam,seed=1"
+    assert naming.run_name(overrides, swept={"recipe", "seed"}) == "recipe=adam,seed=1"
+    assert naming.run_name(overrides, swept=set()) == "debug=fast,recipe=adam,seed=1"
     assert (
-        loggers.sweep_group(Path("outputs/multiruns/2026-01-01/12-00-00")) == "2026-01-01/12-00-00"
+        naming.sweep_group(Path("outputs/multiruns/2026-01-01/12-00-00")) == "2026-01-01/12-00-00"
     )
-    kw = loggers.wandb_init_kwargs(wandb_cfg(Path("/r")), Path("/r"), hydra={})
+    cfg = wandb_cfg(Path("/r"))
+    kw = naming.wandb_init_kwargs(cfg.logger.wandb, cfg, Path("/r"), hydra={})
     assert kw["group"] is None and kw["name"] is None and kw["job_type"] == "train"
-    kw = loggers.wandb_init_kwargs(
-        wandb_cfg(Path("/r"), group="mine", job_type="find_lr"), Path("/r"), MULTIRUN
-    )
+    cfg = wandb_cfg(Path("/r"), group="mine", job_type="find_lr")
+    kw = naming.wandb_init_kwargs(cfg.logger.wandb, cfg, Path("/r"), MULTIRUN)
     assert kw["group"] == "mine" and kw["job_type"] == "find_lr"
 
 
 def test_mode_auto(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert loggers.resolve_wandb_mode("offline") == "offline"
-    assert loggers.resolve_wandb_mode("auto") == "offline"  # WANDB_MODE from the fixture
+    assert wandb_tracker.resolve_wandb_mode("offline") == "offline"
+    assert wandb_tracker.resolve_wandb_mode("auto") == "offline"  # WANDB_MODE from the fixture
     monkeypatch.delenv("WANDB_MODE")
-    assert not loggers.has_wandb_credentials()
-    assert loggers.resolve_wandb_mode("auto") == "offline"
+    assert not wandb_tracker.has_wandb_credentials()
+    assert wandb_tracker.resolve_wandb_mode("auto") == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert loggers.resolve_wandb_mode("auto") == "online"
+    assert wandb_tracker.resolve_wandb_mode("auto") == "online"
 
 
 def test_bad_mode_is_a_config_error(tmp_path: Path) -> None:
     from lrlab.errors import ConfigError
+    from lrlab.tasks.config import check_config
+    from tests.helpers import compose_cfg
+
+    def check(*overrides: str) -> None:
+        check_config(compose_cfg(["logger=wandb", *overrides], tmp_path))
 
     with pytest.raises(ConfigError, match=r"logger.wandb.mode .*'onlne'"):
-        loggers.build_trackers(wandb_cfg(tmp_path, mode="onlne"))
+        check("logger.wandb.mode=onlne")
     with pytest.raises(ConfigError, match=r"logger.wandb.init_timeout .*-1"):
-        loggers.build_trackers(wandb_cfg(tmp_path, init_timeout=-1))
-    assert not (tmp_path / "wandb").exists()  # nothing started
+        check("logger.wandb.init_timeout=-1")
+    assert not (tmp_path / "wandb").exists()  # checked before anything starts
 
 
 def test_offline_run_records_config_group_name_and_lr_per_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(loggers, "hydra_context", lambda: MULTIRUN)
+    monkeypatch.setattr(naming, "hydra_context", lambda: MULTIRUN)
     run_dir = tmp_path / "run"
-    (tracker,) = loggers.build_trackers(wandb_cfg(run_dir, mode="auto"))
+    (tracker,) = build(wandb_cfg(run_dir, mode="auto"))
     assert "wandb sync" in capsys.readouterr().out  # the offline hint
     for row in STEP_ROWS:
         tracker.log_metrics(row)
@@ -226,9 +237,9 @@ def test_sequential_jobs_are_separate_runs(tmp_path: Path, monkeypatch: pytest.M
     ids = []
     for job in range(2):
         monkeypatch.setattr(
-            loggers, "hydra_context", lambda job=job: {**MULTIRUN, "overrides": [f"seed={job}"]}
+            naming, "hydra_context", lambda job=job: {**MULTIRUN, "overrides": [f"seed={job}"]}
         )
-        (tracker,) = loggers.build_trackers(wandb_cfg(tmp_path / str(job)))
+        (tracker,) = build(wandb_cfg(tmp_path / str(job)))
         ids.append(tracker.run.id)
         tracker.log_metrics(STEP_ROWS[0])
         if job == 0:
@@ -248,7 +259,7 @@ def test_init_failure_warns_once_and_never_raises(
     monkeypatch.setattr(wandb, "init", broken_init)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        (tracker,) = loggers.build_trackers(wandb_cfg(tmp_path, mode="online"))
+        (tracker,) = build(wandb_cfg(tmp_path, mode="online"))
         for row in [*STEP_ROWS, EPOCH_ROW]:
             tracker.log_metrics(row)
         tracker.log_summary({"status": "completed"})
@@ -261,7 +272,7 @@ def test_init_failure_warns_once_and_never_raises(
 
 
 def test_failure_mid_run_disables_wandb(tmp_path: Path) -> None:
-    (tracker,) = loggers.build_trackers(wandb_cfg(tmp_path))
+    (tracker,) = build(wandb_cfg(tmp_path))
     run = tracker.run
 
     def broken_log(*args: Any, **kwargs: Any) -> None:
@@ -281,15 +292,13 @@ def test_csv_logger(tmp_path: Path) -> None:
     cfg = OmegaConf.create(
         {"paths": {"output_dir": str(tmp_path)}, "logger": {"csv": {"filename": "m.csv"}}}
     )
-    (tracker,) = loggers.build_trackers(cfg)
+    (tracker,) = build(cfg)
     for row in [*STEP_ROWS, EPOCH_ROW, {**EPOCH_ROW, "epoch": 2, "val_acc": 0.6}]:
         tracker.log_metrics(row)
     lines = (tmp_path / "m.csv").read_text().splitlines()
     assert lines[0] == "epoch,step,train_loss,train_acc,val_loss,val_acc,epoch_time_s,lr"
     assert [line.split(",")[5] for line in lines[1:]] == ["0.55", "0.6"]
-    assert (
-        loggers.build_trackers(OmegaConf.create({"paths": {"output_dir": "x"}, "logger": {}})) == []
-    )
+    assert build(OmegaConf.create({"paths": {"output_dir": "x"}, "logger": {}})) == []
 
 
 @pytest.mark.slow  # imports torch and trains (digits, 3 batches)
@@ -297,10 +306,10 @@ def test_training_run_logs_the_lr_of_every_step_to_wandb(
     make_cfg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the real training loop: W&B's history equals metrics.jsonl, value for value."""
-    from lrlab.records import read_jsonl
-    from lrlab.training import train
+    from lrlab.tasks.train import train
+    from lrlab.tracking import read_jsonl
 
-    monkeypatch.setattr(loggers, "hydra_context", lambda: MULTIRUN)
+    monkeypatch.setattr(naming, "hydra_context", lambda: MULTIRUN)
     cfg = make_cfg("debug=fast", "optimizer=sgd", "scheduler=clr", "logger=[csv,wandb]")
     summary = train(cfg)
     run_dir = Path(cfg.paths.output_dir)
@@ -327,8 +336,8 @@ def test_training_run_logs_the_lr_of_every_step_to_wandb(
 def test_forced_wandb_failure_leaves_a_completed_run_with_local_records(
     make_cfg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lrlab.records import read_jsonl
-    from lrlab.training import train
+    from lrlab.tasks.train import train
+    from lrlab.tracking import read_jsonl
 
     calls = {"log": 0}
     real_init = wandb.init
@@ -362,7 +371,7 @@ def test_forced_wandb_failure_leaves_a_completed_run_with_local_records(
 
 @pytest.mark.slow
 def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path: Path) -> None:
-    from conftest import run_cli
+    from tests.helpers import run_cli
 
     sweep = tmp_path / "multiruns" / "2026-01-01" / "12-00-00"
     proc = run_cli(
@@ -383,13 +392,13 @@ def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path: Path) -> N
 def test_swept_keys_from_multirun_yaml_and_config(tmp_path: Path) -> None:
     task = ["experiment=cmp", "debug=fast", "optimizer=sgd,adam", "+lr=range(1,3)", "seed=0"]
     OmegaConf.save({"hydra": {"overrides": {"task": task}}}, tmp_path / "multirun.yaml")
-    assert loggers.swept_keys(tmp_path, {"recipe": "a,b"}) == {"optimizer", "lr", "recipe"}
-    assert loggers.swept_keys(tmp_path / "none", None) == set()
+    assert naming.swept_keys(tmp_path, {"recipe": "a,b"}) == {"optimizer", "lr", "recipe"}
+    assert naming.swept_keys(tmp_path / "none", None) == set()
 
 
 def test_checkpoint_artifact(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    (tracker,) = loggers.build_trackers(wandb_cfg(run_dir, log_checkpoint=True))
+    (tracker,) = build(wandb_cfg(run_dir, log_checkpoint=True))
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"weights")
     tracker.finish("completed")
@@ -403,11 +412,11 @@ def test_checkpoint_artifact(tmp_path: Path) -> None:
 
 
 def test_find_lr_logs_its_plot_and_suggestions_as_a_find_lr_run(tmp_path: Path) -> None:
-    from lrlab.lr_finder import run_from_config
-    from tests.conftest import compose_cfg
+    from lrlab.tasks.find_lr import find_lr
+    from tests.helpers import compose_cfg
 
     cfg = compose_cfg(["logger=wandb", "lr_find.num_it=30"], tmp_path / "run", "find_lr")
-    result = run_from_config(cfg)
+    result = find_lr(cfg)
     rec = offline_run(tmp_path / "run")
     assert rec["run"].job_type == "find_lr" and rec["exit_code"] == 0
     assert any(h.get("plots/lr_find/_type") == "image-file" for h in rec["history"])

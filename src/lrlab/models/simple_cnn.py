@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from lrlab.errors import ConfigError
+from lrlab.models.factory import ModelConfig
+
+INITS = ("kaiming", "xavier", "default")
+
+
+@dataclass
+class SimpleCNNConfig(ModelConfig):
+    """The seed study's "vanilla CNN" (`model=simple_cnn`)."""
+
+    _target_: str = "lrlab.models.simple_cnn.SimpleCNN"
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # one block per entry
+    hidden: int = 128  # width of the hidden linear layer
+    dropout: float = 0.25  # dropout before each linear layer
+    init: str = "kaiming"  # kaiming | xavier | default (PyTorch's)
+
+    def __post_init__(self) -> None:
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError(f"model.channels={self.channels} must list block widths >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.init not in INITS:
+            raise ConfigError(f"model.init={self.init!r} is not one of {list(INITS)}")
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -27,11 +50,11 @@ class SimpleCNN(nn.Module):
     def __init__(
         self,
         num_classes: int,
-        in_channels: int = 3,
-        channels: Sequence[int] = (32, 64, 128),
-        hidden: int = 128,
-        dropout: float = 0.25,
-        init: str = "kaiming",
+        in_channels: int,
+        channels: Sequence[int],
+        hidden: int,
+        dropout: float,
+        init: str,
     ) -> None:
         super().__init__()
         if not channels:

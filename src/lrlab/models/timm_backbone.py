@@ -10,13 +10,14 @@ torch files load with `weights_only=True` (timm's `load_state_dict`).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
 from torch import nn
 
 from lrlab.errors import ConfigError
+from lrlab.models.factory import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,22 @@ class PretrainedWeightsUnavailable(ConfigError):
     (a ConfigError: the entry points print it as one line)."""
 
 
-def _weights_file(model_cfg: DictConfig) -> Path | None:
-    weights = model_cfg.get("weights")
+@dataclass
+class TimmConfig(ModelConfig):
+    """Any timm architecture with a fresh classifier head (`model=timm`)."""
+
+    _target_: str = "lrlab.models.timm_backbone.timm_model"
+    name: str = "resnet18"  # any timm.list_models() name, optionally with a weight tag
+    pretrained: bool = False  # timm's pretrained weights (hub/cache, or the `weights` file)
+    weights: str | None = None  # a .safetensors or .pth state dict: pretrained weights offline
+    drop_rate: float | None = None  # classifier dropout (null: the architecture's default)
+    drop_path_rate: float | None = None  # stochastic depth, where the architecture has it
+
+
+def _weights_file(weights: str | None, pretrained: bool) -> Path | None:
     if weights in (None, ""):
         return None
-    if not model_cfg.get("pretrained", False):
+    if not pretrained:
         raise ConfigError(
             f"model.weights={weights!r} is set but model.pretrained=false; "
             "set model.pretrained=true to load it"
@@ -52,26 +64,29 @@ def _offline_message(name: str, error: Exception) -> str:
     )
 
 
-def build_timm_model(
-    model_cfg: DictConfig, num_classes: int, in_channels: int, image_size: int
+def timm_model(
+    name: str,
+    pretrained: bool,
+    weights: str | None,
+    drop_rate: float | None,
+    drop_path_rate: float | None,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
 ) -> nn.Module:
     import timm
     from timm.models import get_pretrained_cfg_value, split_model_name_tag
 
-    name = str(model_cfg.name)
     arch = split_model_name_tag(name)[0]
     if not timm.is_model(arch):
         raise ConfigError(f"model.name={name!r} is not a timm architecture (timm.list_models())")
-    pretrained = model_cfg.get("pretrained", False)
-    if not isinstance(pretrained, bool):
-        raise ConfigError(f"model.pretrained={pretrained!r} must be true or false")
-    weights = _weights_file(model_cfg)
+    weights_file = _weights_file(weights, pretrained)
 
     kwargs: dict[str, Any] = {
         "num_classes": num_classes,
         "in_chans": in_channels,
-        "drop_rate": model_cfg.get("drop_rate"),  # None: the architecture's default
-        "drop_path_rate": model_cfg.get("drop_path_rate"),
+        "drop_rate": drop_rate,  # None: the architecture's default
+        "drop_path_rate": drop_path_rate,
     }
     try:
         fixed_size = get_pretrained_cfg_value(name, "fixed_input_size")
@@ -79,27 +94,27 @@ def build_timm_model(
         raise ConfigError(f"model.name={name!r}: {e}") from None
     if fixed_size:
         kwargs["img_size"] = image_size  # e.g. ViTs: position embeddings for this size
-    overlay = {"file": str(weights)} if weights is not None else None
+    overlay = {"file": str(weights_file)} if weights_file is not None else None
     try:
         model = timm.create_model(
             name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs
         )
     except OSError as e:
         # huggingface_hub's LocalEntryNotFoundError and torch.hub's URLError are OSErrors.
-        if pretrained and weights is None:
+        if pretrained and weights_file is None:
             raise PretrainedWeightsUnavailable(_offline_message(name, e)) from e
         raise
     except RuntimeError as e:
-        if weights is None:
+        if weights_file is None:
             raise
         # e.g. tensor size mismatches (another variant), or weights_only refusing a pickle
         detail = " ".join(str(e).split())
         detail = detail if len(detail) <= 400 else detail[:400] + " ..."
         raise ConfigError(
-            f"model.weights={str(weights)!r} cannot be loaded into {name}: {detail}"
+            f"model.weights={str(weights_file)!r} cannot be loaded into {name}: {detail}"
         ) from e
-    if weights is not None:
-        _check_loaded(model, weights, name)
+    if weights_file is not None:
+        _check_loaded(model, weights_file, name)
     return model
 
 

@@ -7,15 +7,13 @@ killed keeps everything it recorded so far. Trackers (W&B, ...) receive the same
 from __future__ import annotations
 
 import json
-import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lrlab.loggers import Tracker
+from lrlab.tracking.base import Tracker
 from lrlab.utils import json_safe
-
-log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -27,9 +25,34 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it is missing or cut short."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete row; a last line cut short by a hard kill is skipped."""
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def rows_until(rows: Iterable[dict[str, Any]], epoch: int, step: int) -> list[dict[str, Any]]:
+    """The rows a checkpoint at (`epoch` completed epochs, `step` optimizer steps) holds."""
+    return [
+        row
+        for row in rows
+        if (row.get("type") == "step" and row["step"] <= step)
+        or (row.get("type") == "epoch" and row["epoch"] <= epoch)
+    ]
 
 
 class RunRecorder:
@@ -39,8 +62,9 @@ class RunRecorder:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.trackers = trackers or []
+        self.metrics_path = self.run_dir / METRICS_FILE
         # Line buffering: each row reaches the file when it is written.
-        self._metrics = open(self.run_dir / METRICS_FILE, "a", buffering=1)  # noqa: SIM115
+        self._metrics = open(self.metrics_path, "a", buffering=1)  # noqa: SIM115
 
     def log(self, row: dict[str, Any]) -> None:
         row = json_safe(row)
@@ -48,10 +72,14 @@ class RunRecorder:
         for tracker in self.trackers:
             tracker.log_metrics(row)
 
-    def copy_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Rows of an earlier run (a resumed one's start), to the file only."""
-        for row in rows:
-            self._metrics.write(json.dumps(row) + "\n")
+    def restart_from(self, rows: list[dict[str, Any]]) -> None:
+        """Make metrics.jsonl hold exactly `rows` (a resumed run's records up to its
+        checkpoint), replacing the file atomically, so no row is lost or written twice."""
+        self._metrics.close()
+        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(json_safe(row)) + "\n" for row in rows))
+        os.replace(tmp, self.metrics_path)
+        self._metrics = open(self.metrics_path, "a", buffering=1)  # noqa: SIM115
 
     def log_image(self, name: str, path: Path) -> None:
         for tracker in self.trackers:

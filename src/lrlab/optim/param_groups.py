@@ -1,6 +1,6 @@
 """Optimizer factory: `cfg.optimizer` is a partial `torch.optim` class, built over param groups.
 
-One param group per layer group (timm's grouping, see `lrlab.models.freezing.layer_groups`),
+One param group per layer group (timm's grouping, see `lrlab.models.groups.layer_groups`),
 head first, each optionally split into a decayed part and a no-weight-decay part (biases,
 normalization weights, timm's `no_weight_decay()` names). `optimizer.lr` is the head's lr; the
 other groups get `optimizer.lr * lr_scale` with geometrically spaced scales down to
@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lrlab.errors import ConfigError
-from lrlab.models.freezing import group_label, layer_groups
+from lrlab.models.groups import group_label, layer_groups
 
 
 def _is_number(v: Any) -> bool:
@@ -97,10 +96,8 @@ def param_groups(
     return out
 
 
-def resolve_lr(cfg: DictConfig, lr: float | None = None) -> float:
-    """The head lr: the `lr` argument if given (e.g. from the LR finder), else `optimizer.lr`."""
-    value = cfg.optimizer.get("lr") if lr is None else lr
-    key = "optimizer.lr" if lr is None else "lr"
+def check_lr(value: Any, key: str = "optimizer.lr") -> float:
+    """A learning rate: a finite number > 0."""
     if not _is_number(value) or value <= 0:
         hint = " (resolve 'auto' with the LR finder first)" if value == "auto" else ""
         raise ConfigError(f"{key}={value!r} must be a number > 0{hint}")
@@ -108,22 +105,43 @@ def resolve_lr(cfg: DictConfig, lr: float | None = None) -> float:
 
 
 def build_optimizer(
-    cfg: DictConfig, model: torch.nn.Module, lr: float | None = None
+    optimizer_cfg: DictConfig,
+    model: torch.nn.Module,
+    lr: float | None = None,
+    lr_mult: float = 1.0,
+    lr_scales: Sequence[float] | None = None,
+    no_weight_decay_norm_bias: bool = True,
 ) -> torch.optim.Optimizer:
-    """Instantiate `cfg.optimizer` (a `_partial_` torch.optim class) over the model's param
-    groups (`param_groups`, configured by `cfg.model`); `lr` overrides `optimizer.lr`."""
-    head_lr = resolve_lr(cfg, lr)
-    model_cfg: Mapping[str, Any] = cfg.get("model") or {}
-    scales = model_cfg.get("lr_scales")
+    """Instantiate `optimizer_cfg` (a `_partial_` torch.optim class) over the model's param
+    groups (`param_groups` with the layer-wise settings); `lr` overrides `optimizer.lr`."""
+    from hydra.utils import instantiate
+
+    head_lr = check_lr(optimizer_cfg.get("lr")) if lr is None else check_lr(lr, "lr")
     groups = param_groups(
         model,
         head_lr,
-        lr_mult=model_cfg.get("lr_mult", 1.0),
-        scales=None if scales is None else list(scales),
-        no_weight_decay_norm_bias=model_cfg.get("no_weight_decay_norm_bias", True),
+        lr_mult=lr_mult,
+        scales=None if lr_scales is None else list(lr_scales),
+        no_weight_decay_norm_bias=no_weight_decay_norm_bias,
     )
     # lr=head_lr also makes optimizer.defaults["lr"] the head lr (what schedules refer to).
-    return instantiate(cfg.optimizer, lr=head_lr)(groups)
+    return instantiate(optimizer_cfg, lr=head_lr)(groups)
+
+
+def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Make `lr` the optimizer's lr: every group's lr (and `initial_lr`, if a scheduler already
+    stamped one) keeps its ratio to the optimizer's own lr, so layer-wise ratios survive.
+    Call it before building the schedule: a built schedule keeps the peaks it read.
+
+    lr * (group/base) rather than group * (lr/base): a group at the base lr gets exactly `lr`,
+    so `optimizer.lr=auto` trains bit for bit like `optimizer.lr=<the found value>`.
+    """
+    base = float(optimizer.defaults["lr"])
+    optimizer.defaults["lr"] = lr
+    for group in optimizer.param_groups:
+        group["lr"] = lr * (float(group["lr"]) / base)
+        if "initial_lr" in group:
+            group["initial_lr"] = lr * (float(group["initial_lr"]) / base)
 
 
 def group_lrs(optimizer: torch.optim.Optimizer) -> list[float]:

@@ -1,0 +1,60 @@
+"""`checkpoints/best.ckpt`: the epoch with the best monitored metric (`callbacks=best_checkpoint`).
+
+With `save_top_k` > 1 the k best epochs are also kept as `checkpoints/top/epoch=NNN.ckpt`.
+Each is a full checkpoint: `trainer.resume=<run dir>/checkpoints/best.ckpt` continues from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lrlab.callbacks.early_stopping import check_monitor, improves
+from lrlab.engine.callbacks import Callback
+from lrlab.engine.state import TrainState
+from lrlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class BestCheckpoint(Callback):
+    def __init__(self, monitor: str = "val_acc", mode: str = "max", save_top_k: int = 1) -> None:
+        check_monitor("best_checkpoint", monitor, mode)
+        if save_top_k < 1:
+            raise ConfigError(
+                f"callbacks.best_checkpoint.save_top_k must be >= 1, got {save_top_k}"
+            )
+        self.monitor, self.mode, self.save_top_k = monitor, mode, save_top_k
+        self.top: list[tuple[float, int]] = []  # (value, epoch), best first
+
+    def on_validation_end(self, state: TrainState) -> None:
+        value = state.metrics[self.monitor]
+        folder = state.run_dir / "checkpoints"
+        if improves(value, self.top[0][0] if self.top else None, self.mode):
+            state.checkpointer.save(folder / "best.ckpt", state)
+            log.info("best.ckpt: %s %.4f at epoch %d", self.monitor, value, state.epoch)
+        if self.save_top_k == 1:
+            self.top = sorted([*self.top, (value, state.epoch)], key=self._rank)[:1]
+            return
+        ranked = sorted([*self.top, (value, state.epoch)], key=self._rank)
+        kept, dropped = ranked[: self.save_top_k], ranked[self.save_top_k :]
+        if (value, state.epoch) in kept:
+            state.checkpointer.save(self.top_path(folder, state.epoch), state)
+        for _, epoch in dropped:
+            self.top_path(folder, epoch).unlink(missing_ok=True)
+        self.top = kept
+
+    def _rank(self, entry: tuple[float, int]) -> tuple[float, int]:
+        value, epoch = entry
+        return (-value if self.mode == "max" else value, epoch)  # ties: the earlier epoch
+
+    @staticmethod
+    def top_path(folder: Path, epoch: int) -> Path:
+        return folder / "top" / f"epoch={epoch:03d}.ckpt"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"top": [list(t) for t in self.top]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.top = [(float(v), int(e)) for v, e in state["top"]]

@@ -1,0 +1,66 @@
+"""Stop when a monitored metric has not improved for `patience` epochs (`callbacks=early_stopping`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from lrlab.engine.callbacks import Callback
+from lrlab.engine.state import TrainState
+from lrlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+MODES = ("max", "min")
+
+
+def check_monitor(owner: str, monitor: str, mode: str) -> None:
+    if monitor not in METRICS:
+        raise ConfigError(f"callbacks.{owner}.monitor={monitor!r} is not one of {list(METRICS)}")
+    if mode not in MODES:
+        raise ConfigError(f"callbacks.{owner}.mode={mode!r} is not one of {list(MODES)}")
+
+
+def improves(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` by more than `min_delta` (NaN never improves)."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+class EarlyStopping(Callback):
+    def __init__(
+        self, monitor: str = "val_acc", mode: str = "max", patience: int = 3, min_delta: float = 0.0
+    ) -> None:
+        check_monitor("early_stopping", monitor, mode)
+        if patience < 1:
+            raise ConfigError(f"callbacks.early_stopping.patience must be >= 1, got {patience}")
+        if min_delta < 0:
+            raise ConfigError(f"callbacks.early_stopping.min_delta must be >= 0, got {min_delta}")
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.best: float | None = None
+        self.bad_epochs = 0
+
+    def on_validation_end(self, state: TrainState) -> None:
+        value = state.metrics[self.monitor]
+        if improves(value, self.best, self.mode, self.min_delta):
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            state.should_stop = True
+            state.stopped_by = (
+                f"early_stopping: {self.monitor} did not improve on {self.best:.4g} by more than "
+                f"{self.min_delta:g} for {self.patience} epochs (epoch {state.epoch})"
+            )
+            log.info("%s", state.stopped_by)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]

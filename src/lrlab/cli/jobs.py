@@ -1,0 +1,218 @@
+"""Running a task as a Hydra job, and what a sweep reports.
+
+Policy: bad input stops a single run with one line and exit status 2. In a multirun a failing
+job is recorded in its own `summary.json` and the sweep goes on; when all jobs have run,
+`SweepReport` prints one line per job and the sweep exits with status 1 if any job failed (a
+diverged job is a result, not a failure: exit 0). A run stopped by a signal (SIGTERM, SIGUSR1,
+SIGINT) checkpoints, says how to continue and exits with 128 + the signal's number; in a
+multirun the sweep stops there and still reports the jobs that ran.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from lrlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+STOPPED = {"preempted": signal.SIGTERM, "interrupted": signal.SIGINT}
+
+
+class SweepStopped(BaseException):
+    """A job of a multirun was stopped by a signal: the launcher must not start the next one."""
+
+    def __init__(self, sweep_dir: Path, exit_code: int) -> None:
+        super().__init__(f"sweep stopped ({sweep_dir})")
+        self.sweep_dir, self.exit_code = sweep_dir, exit_code
+
+
+def hydra_runtime() -> Any:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    hc = hydra_runtime()
+    return hc is not None and hc.mode == RunMode.MULTIRUN
+
+
+def current_overrides() -> list[str]:
+    hc = hydra_runtime()
+    return list(hc.overrides.task) if hc is not None else []
+
+
+def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+    """`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`: what Hydra writes into a run dir.
+    lrlab writes them itself (`hydra.output_subdir: null`), after checking that the dir holds
+    no other run, so a refused run cannot overwrite another run's files."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": cfg,
+        "hydra.yaml": HydraConfig.instance().cfg,
+        "overrides.yaml": HydraConfig.get().overrides.task,
+    }
+    for name, node in files.items():
+        (out / name).write_text(OmegaConf.to_yaml(node))
+
+
+def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
+    try:
+        return task(cfg)
+    except ConfigError as e:
+        if is_multirun():
+            log.error("job failed: %s (the sweep goes on)", e)
+            return None
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception:
+        if is_multirun():
+            log.exception("job failed (recorded in summary.json; the sweep goes on)")
+            return None
+        raise
+
+
+def train_job(cfg: DictConfig) -> float | None:
+    """train.py's job: check the run dir, write Hydra's files, train, act on the outcome."""
+    from lrlab.tasks.train import prepare, train
+
+    def task(cfg: DictConfig) -> dict[str, Any]:
+        run_dir = Path(cfg.paths.output_dir)
+        start = prepare(cfg)  # refuses a dir holding another run before anything is written
+        if start.finished is None:
+            write_hydra_files(run_dir, cfg)
+        return train(cfg, start, current_overrides())
+
+    summary = run_job(task, cfg) or {}
+    if summary.get("status") in STOPPED:
+        stopped(summary, Path(cfg.paths.output_dir))
+    return summary.get("best_val_acc")  # the value sweepers optimise
+
+
+def stopped(summary: dict[str, Any], run_dir: Path) -> None:
+    """A run stopped by a signal: one line saying how to continue, then exit 128 + signal."""
+    error = summary.get("error") or ""
+    name = error.rsplit(" ", 1)[-1]  # "stopped by SIGTERM"
+    signum = (
+        signal.Signals[name] if name in signal.Signals.__members__ else STOPPED[summary["status"]]
+    )
+    where = summary.get("checkpoint")
+    saved = (
+        f"checkpoint at epoch {where['epoch']}, step {where['step']}" if where else "no checkpoint"
+    )
+    print(
+        f"{summary['status']} ({error}); {saved} in {run_dir}: re-run the same command with "
+        f"trainer.resume=auto (and this hydra.run.dir / hydra.sweep.dir) to continue",
+        file=sys.stderr,
+    )
+    hc = hydra_runtime()
+    if is_multirun():
+        raise SweepStopped(Path(hc.sweep.dir), 128 + signum)
+    raise SystemExit(128 + signum)
+
+
+class SweepReport(Callback):
+    """Before a multirun: refuse a sweep dir that holds runs unless they are resumed. After it:
+    one line per job; exit 1 if any job failed. `describe` reads a job's result (train.py: its
+    summary.json); find_lr.py subclasses it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lrlab.tasks.resume import describe
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir() or OmegaConf.select(config, "trainer.resume") == "auto":
+            return
+        held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
+        if held:
+            print(
+                f"error: {sweep_dir} already holds runs (jobs {', '.join(held[:5])}"
+                f"{', ...' if len(held) > 5 else ''}); continue the sweep with "
+                "trainer.resume=auto, or choose another hydra.sweep.dir",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.report(Path(config.hydra.sweep.dir)):
+            raise SystemExit(1)
+
+    def report(self, sweep_dir: Path) -> list[str]:
+        """Print one line per job; return the jobs that failed."""
+        failed = []
+        for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=_job_order):
+            overrides = _read_overrides(job_dir)
+            if overrides is None:
+                continue  # not a job dir
+            text, ok = self.describe(job_dir)
+            print(f"[{job_dir.name}] {' '.join(overrides) or '(no overrides)'}: {text}")
+            if not ok:
+                failed.append(job_dir.name)
+        print(f"sweep dir: {sweep_dir}")
+        if failed:
+            print(f"error: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return failed
+
+    def describe(self, job_dir: Path) -> tuple[str, bool]:
+        """The job's line and whether it succeeded (a diverged run is a result: it did)."""
+        summary_file = job_dir / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        status = summary.get("status", "missing")
+        text = status
+        if summary.get("best_val_acc") is not None:
+            text += f", best_val_acc {summary['best_val_acc']:.4f}"
+        ok = status in ("completed", "diverged")
+        if not ok and summary.get("error"):
+            text += f" ({summary['error']})"
+        return text, ok
+
+
+class LRFindSweepReport(SweepReport):
+    """`find_lr.py -m`: one line of suggestions per job from its lr_find.json; exit 1 if any
+    job wrote none."""
+
+    def describe(self, job_dir: Path) -> tuple[str, bool]:
+        found = job_dir / "lr_find.json"
+        if not found.is_file():
+            return "failed (no lr_find.json)", False
+        suggestions = json.loads(found.read_text())["suggestions"]
+        return "  ".join(
+            f"{k} {v:.2e}" if v is not None else f"{k} n/a" for k, v in suggestions.items()
+        ), True
+
+
+def find_lr_job(cfg: DictConfig) -> None:
+    from lrlab.tasks.find_lr import find_lr
+
+    def task(cfg: DictConfig) -> dict[str, Any]:
+        write_hydra_files(Path(cfg.paths.output_dir), cfg)
+        return find_lr(cfg)
+
+    run_job(task, cfg)
+
+
+def _job_order(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, path.name)
+
+
+def _read_overrides(job_dir: Path) -> list[str] | None:
+    import yaml
+
+    f = job_dir / ".hydra" / "overrides.yaml"
+    return yaml.safe_load(f.read_text()) or [] if f.is_file() else None

@@ -1,0 +1,55 @@
+"""Stop cleanly on SIGTERM / SIGUSR1 (what SLURM and most schedulers send before a kill) and
+SIGINT (Ctrl-C): the handler only records the signal; the loop finishes the current optimizer
+step, the callbacks checkpoint it, and the run ends as `preempted` or `interrupted`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STATUS = {signal.SIGTERM: "preempted", signal.SIGUSR1: "preempted", signal.SIGINT: "interrupted"}
+
+
+class StopSignals:
+    """`with StopSignals() as signals:` ... `signals.attach(state)`. Outside the main thread
+    (where Python cannot install handlers) it does nothing."""
+
+    def __init__(self) -> None:
+        self.received: tuple[str, str] | None = None  # (status, why)
+        self.signum: int | None = None
+        self._state: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def attach(self, state: Any) -> None:
+        """Record stop requests in `state.stop_signal` from now on (and any received already)."""
+        self._state = state
+        state.stop_signal = self.received
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            name = signal.Signals(signum).name
+            self.received, self.signum = (STATUS[signum], f"stopped by {name}"), signum
+            log.warning("%s: finishing the current step, then checkpointing and stopping", name)
+            if self._state is not None:
+                self._state.stop_signal = self.received
+        if signum == signal.SIGINT:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in STATUS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        previous = self._previous.get(self.signum) if self.signum is not None else None
+        # A handler that was there before ours (e.g. a cluster launcher's requeue) still gets
+        # the signal, now that the run is checkpointed.
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(self.signum, None)

@@ -1,0 +1,70 @@
+"""`TrainState`: everything the loop and its callbacks share about one training run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrlab.engine.step import Batch, StepResult, TrainStep
+
+
+@dataclass
+class EpochSums:
+    """The current epoch's training sums, on the device (read once, at the epoch's end)."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochSums:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+
+    def add(self, result: StepResult) -> None:
+        self.loss_sum += result.loss_sum
+        self.correct += result.correct
+        self.seen += result.n
+
+
+@dataclass
+class TrainState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # lrlab.optim.Schedule: step() per optimizer step, epoch_end(val_loss)
+    step_fn: TrainStep
+    train_batches: Iterable[Batch]  # one epoch's batches, iterated anew every epoch
+    val_batches: Iterable[Batch]
+    epochs: int  # train until this many epochs are done
+    steps_per_epoch: int
+    accumulate: int = 1  # batches per optimizer step
+    loader_generator: torch.Generator | None = None  # draws each epoch's shuffling order
+    train_mode: Callable[[], Any] | None = None  # model.train(), or the freezer's variant
+    eval_model: nn.Module | None = None  # what validation runs (an EMA callback swaps it in)
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    step_in_epoch: int = 0  # optimizer steps taken in the current epoch
+    epoch_start_generator_state: torch.Tensor | None = None  # to replay the epoch's order
+    pending_rng: dict | None = None  # a mid-epoch resume's RNG, applied after the replay
+    sums: EpochSums | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
+    should_stop: bool = False  # a callback's request to end after this epoch (early stopping)
+    stopped_by: str | None = None  # why a callback set should_stop (goes into the summary)
+    stop_signal: tuple[str, str] | None = None  # (status, why): preempted / interrupted
+    run_dir: Path | None = None
+    checkpointer: Any = None  # lrlab.engine.checkpoint.Checkpointer: saves this state
+    last_checkpoint: dict[str, int] | None = None  # position of the newest last.ckpt
+    status: str = "running"
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.eval_model is None:
+            self.eval_model = self.model
+        if self.train_mode is None:
+            self.train_mode = self.model.train
+        if self.sums is None:
+            self.sums = EpochSums.zeros(self.step_fn.device)

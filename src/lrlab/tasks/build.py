@@ -1,0 +1,79 @@
+"""Everything a run trains with, built from the config in a fixed, seeded order (training,
+the LR finder and the schedule preview all build through here)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from lrlab.data import DataBundle, build_data
+from lrlab.engine.step import TrainStep
+from lrlab.models import build_model, training_settings
+from lrlab.models.freezing import Freezer
+from lrlab.optim import build_optimizer
+from lrlab.utils import seed_everything, select_device
+
+log = logging.getLogger(__name__)
+
+# `optimizer.lr=auto`: the optimizer is built with this lr, then the LR finder rescales it.
+PLACEHOLDER_LR = 1e-3
+
+
+@dataclass
+class Components:
+    device: torch.device
+    data: DataBundle
+    model: nn.Module
+    freezer: Freezer
+    optimizer: torch.optim.Optimizer
+    step_fn: TrainStep
+
+
+def is_auto_lr(cfg: DictConfig) -> bool:
+    return cfg.optimizer.get("lr") == "auto"
+
+
+def build_components(cfg: DictConfig) -> Components:
+    """Seeded data, model, optimizer and step function. With `optimizer.lr=auto` the optimizer
+    gets a placeholder lr that the LR range test replaces."""
+    t = cfg.trainer
+    seed_everything(cfg.seed)
+    # Set both ways: a sequential sweep runs every job in one process.
+    torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
+    if t.num_threads:  # e.g. 1 per job when several sweep jobs share a machine's cores
+        torch.set_num_threads(t.num_threads)
+    device = select_device(t.device)
+    if device.type == "cpu" and str(t.precision) != "32":
+        log.warning(
+            "trainer.precision=%s on the CPU: mixed precision is meant for GPUs and is several "
+            "times slower than 32 here (benchmarks/README.md)",
+            t.precision,
+        )
+    data = build_data(
+        cfg.data, seed=cfg.seed, num_workers=t.num_workers, pin_memory=device.type == "cuda"
+    )
+    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
+    if t.channels_last:  # NHWC convolutions: 1.3x faster flowers epochs on CPU (benchmarks/)
+        model = model.to(memory_format=torch.channels_last)
+    # model.freeze / fine_tune: frozen groups keep requires_grad=False but stay in the optimizer.
+    freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
+    freezer.apply(0)  # the LR range test, like fastai's, runs on the initially frozen model
+    settings = training_settings(cfg.model)
+    optimizer = build_optimizer(
+        cfg.optimizer,
+        model,
+        lr=PLACEHOLDER_LR if is_auto_lr(cfg) else None,
+        lr_mult=settings["lr_mult"],
+        lr_scales=settings["lr_scales"],
+        no_weight_decay_norm_bias=settings["no_weight_decay_norm_bias"],
+    )
+    step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip, t.label_smoothing)
+    return Components(device, data, model, freezer, optimizer, step_fn)
+
+
+def optimizer_steps_per_epoch(num_batches: int, accumulate: int) -> int:
+    return -(-num_batches // accumulate)  # ceil

@@ -1,0 +1,160 @@
+"""Where a run starts: fresh, from a checkpoint (`trainer.resume`), or not at all (a finished
+run that `trainer.resume=auto` finds). A run never writes into a directory that holds another
+run's records, and a resume with another model, optimizer, schedule or data is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrlab.callbacks.checkpointing import LAST
+from lrlab.engine.checkpoint import load_checkpoint
+from lrlab.errors import ConfigError
+from lrlab.tracking.records import METRICS_FILE, SUMMARY_FILE, read_json
+
+FINISHED = ("completed", "diverged")  # outcomes; a re-run with trainer.resume=auto reports them
+# Config keys that may differ on resume: they change where and how a run is recorded, run or
+# loaded, not what it trains (a key covers its sub-keys).
+RESUMABLE_KEYS = (
+    "trainer.epochs",
+    "trainer.resume",
+    "trainer.progress_bar",
+    "trainer.num_workers",
+    "trainer.num_threads",
+    "trainer.device",
+    "trainer.log_every_n_steps",
+    "trainer.checkpoint",
+    "trainer.checkpoint_every_n_steps",
+    "logger",
+    "paths",
+    "tags",
+    "lr_find",
+    "data.root",
+    "data.val_root",
+    "data.stats_dir",
+    "data.cache_images",
+    "data.cache_max_gb",
+    "model.weights",
+)
+
+
+@dataclass
+class Start:
+    checkpoint: dict[str, Any] | None = None  # continue from this checkpoint ...
+    source: Path | None = None  # ... read from this file
+    in_place: bool = False  # the records in this run dir are the run's own (keep them)
+    finished: dict[str, Any] | None = None  # the summary of a run with nothing left to do
+
+
+def describe(run_dir: Path) -> str | None:
+    """What `run_dir` holds ("a completed run, 5 epochs"), or None when it holds no run."""
+    summary = read_json(run_dir / SUMMARY_FILE)
+    if summary is not None:
+        return f"a {summary.get('status', '?')} run, {summary.get('epochs_completed', 0)} epochs"
+    if (run_dir / METRICS_FILE).is_file() or (run_dir / LAST).is_file():
+        return "a run's records"
+    return None
+
+
+def plan_start(run_dir: Path, resume: str | None, epochs: int, config: dict[str, Any]) -> Start:
+    """How this run starts (see the module docstring); `config` is the run's resolved config."""
+    held = describe(run_dir)
+    if resume in (None, ""):
+        if held:
+            raise ConfigError(
+                f"{run_dir} already holds {held}; continue it with trainer.resume=auto, "
+                "or choose another hydra.run.dir / hydra.sweep.dir"
+            )
+        return Start()
+    if resume == "auto":
+        return plan_auto(run_dir, epochs, config)
+    path = Path(resume).expanduser()
+    source = path / LAST if path.is_dir() else path
+    in_place = source.resolve().is_relative_to(run_dir.resolve())
+    if held and not in_place:
+        raise ConfigError(
+            f"{run_dir} already holds {held}; resuming {resume} into it would mix two runs: "
+            "choose another hydra.run.dir"
+        )
+    return resume_from(source, epochs, config, in_place)
+
+
+def plan_auto(run_dir: Path, epochs: int, config: dict[str, Any]) -> Start:
+    summary = read_json(run_dir / SUMMARY_FILE) or {}
+    source = run_dir / LAST
+    done = summary.get("status") in FINISHED and (
+        summary.get("status") == "diverged" or summary.get("epochs_completed", 0) >= epochs
+    )
+    if source.is_file():
+        checkpoint = load_checkpoint(source)
+        check_same_config(checkpoint["config"], config, source)
+        if done:
+            return Start(finished=summary)
+        return resume_from(source, epochs, config, in_place=True, checkpoint=checkpoint)
+    if done:
+        return Start(finished=summary)
+    if summary.get("status") == "completed":
+        raise ConfigError(
+            f"trainer.resume=auto: {run_dir} holds a completed {summary.get('epochs_completed')}"
+            f"-epoch run without a checkpoint (trainer.checkpoint=false): it cannot train to "
+            f"trainer.epochs={epochs}; choose another hydra.run.dir"
+        )
+    return Start(in_place=True)  # killed before its first checkpoint, or failed: start over
+
+
+def resume_from(
+    source: Path,
+    epochs: int,
+    config: dict[str, Any],
+    in_place: bool,
+    checkpoint: dict[str, Any] | None = None,
+) -> Start:
+    checkpoint = checkpoint or load_checkpoint(source)
+    check_same_config(checkpoint["config"], config, source)
+    if epochs <= checkpoint["epoch"]:
+        raise ConfigError(
+            f"trainer.epochs={epochs}: the checkpoint {source} has {checkpoint['epoch']} epochs "
+            "already; resume with more"
+        )
+    return Start(checkpoint=checkpoint, source=source, in_place=in_place)
+
+
+def check_same_config(saved: dict[str, Any], config: dict[str, Any], source: Path) -> None:
+    changed = config_differences(saved, config)
+    if changed:
+        shown = ", ".join(f"{k} ({_show(a)} -> {_show(b)})" for k, a, b in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise ConfigError(
+            f"trainer.resume: this config differs from the one {source} was trained with in "
+            f"{shown}{more}; resume with the same model, optimizer, scheduler and data (keys that "
+            "may change: README, Resuming), or start a new run"
+        )
+
+
+def config_differences(saved: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for each key that differs, except the resumable ones."""
+    a, b = _flatten(saved), _flatten(config)
+    keys = sorted(set(a) | set(b))
+    return [
+        (k, a.get(k, _ABSENT), b.get(k, _ABSENT))
+        for k in keys
+        if a.get(k, _ABSENT) != b.get(k, _ABSENT)
+        and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)
+    ]
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is _ABSENT else repr(value)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}

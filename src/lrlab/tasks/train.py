@@ -1,0 +1,179 @@
+"""The `train` task: plan the start, build the run, train it with its callbacks, record it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lrlab.callbacks import Checkpointing, Divergence, Freezing, ProgressBar, RunRecords
+from lrlab.engine.batches import epoch_batches
+from lrlab.engine.checkpoint import Checkpointer, restore
+from lrlab.engine.loop import fit
+from lrlab.engine.signals import StopSignals
+from lrlab.engine.state import TrainState
+from lrlab.errors import ConfigError
+from lrlab.optim import build_scheduler
+from lrlab.optim.param_groups import set_peak_lr
+from lrlab.tasks.auto_lr import find_auto_lr
+from lrlab.tasks.build import build_components, is_auto_lr, optimizer_steps_per_epoch
+from lrlab.tasks.config import check_config
+from lrlab.tasks.resume import Start, plan_start
+from lrlab.tracking import RunRecorder, build_trackers, read_jsonl
+from lrlab.tracking.records import METRICS_FILE, rows_until
+from lrlab.utils import instantiate, package_versions
+
+log = logging.getLogger(__name__)
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def prepare(cfg: DictConfig) -> Start:
+    """Where this run starts; refuses (ConfigError) before anything is written."""
+    run_dir = Path(cfg.paths.output_dir)
+    return plan_start(run_dir, cfg.trainer.resume, cfg.trainer.epochs, resolved(cfg))
+
+
+def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+    """Run one training job and return its summary (also written to `summary.json`)."""
+    started = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    start = start or prepare(cfg)
+    if start.finished is not None:
+        log.info("%s: already %s; nothing to train", run_dir, start.finished.get("status"))
+        return start.finished
+    recorder = RunRecorder(run_dir)
+    kept_rows = earlier_rows(start)
+    if start.in_place or kept_rows:
+        recorder.restart_from(kept_rows)
+    summary: dict[str, Any] = {
+        "seed": cfg.seed,
+        "overrides": list(overrides),
+        "versions": package_versions(),
+    }
+    if start.checkpoint is not None:
+        ckpt = start.checkpoint
+        summary["resumed_from"] = {"checkpoint": str(start.source), **position(ckpt)}
+    records = RunRecords(recorder, summary, cfg.trainer.log_every_n_steps, started)
+    with StopSignals() as signals:
+        try:
+            check_config(cfg)
+            recorder.trackers = build_trackers(cfg.logger, run_dir, cfg)
+            for tracker in recorder.trackers:
+                if hasattr(tracker, "restart"):
+                    tracker.restart(kept_rows)
+            state, callbacks = setup(cfg, start, records, run_dir)
+            signals.attach(state)
+            fit(state, callbacks)
+        except BaseException as e:
+            interrupted = isinstance(e, KeyboardInterrupt)
+            error = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+            records.close("interrupted" if interrupted else "failed", error)
+            raise
+    return records.summary
+
+
+def setup(
+    cfg: DictConfig, start: Start, records: RunRecords, run_dir: Path
+) -> tuple[TrainState, list[Any]]:
+    """The components, the lr (`optimizer.lr=auto`), the schedule, the callbacks, and the
+    checkpoint's state when resuming."""
+    t = cfg.trainer
+    ckpt = start.checkpoint
+    c = build_components(cfg)
+    if is_auto_lr(cfg):
+        if ckpt is not None:  # a resumed run reuses the lr it found
+            found = ckpt["callbacks"].get("RunRecords", {}).get("summary", {}).get("lr_find")
+            if not found:
+                raise ConfigError(
+                    "optimizer.lr=auto: the checkpoint's run set its lr by hand; resume with it"
+                )
+            set_peak_lr(c.optimizer, found["lr"])
+        else:  # the range test restores model, optimizer and RNG exactly afterwards
+            found = find_auto_lr(
+                OmegaConf.to_object(cfg.lr_find),
+                c.model,
+                c.optimizer,
+                c.data.train_loader,
+                c.step_fn,
+                t.accumulate_grad_batches,
+                run_dir,
+                c.freezer.train_mode,
+            )
+            records.recorder.log_image("lr_find", run_dir / "lr_find.png")
+        records.summary["lr_find"] = found
+
+    train_batches, val_batches = epoch_batches(
+        c.data.train_loader,
+        c.data.val_loader,
+        t.limit_train_batches,
+        t.limit_val_batches,
+        t.overfit_batches,
+    )
+    spe = optimizer_steps_per_epoch(len(train_batches), t.accumulate_grad_batches)
+    # The schedule keeps the length it was planned for: a resumed run with more epochs holds
+    # its last planned value past the plan instead of jumping to a rescaled curve.
+    planned = ckpt["planned_epochs"] if ckpt else t.epochs
+    if ckpt is not None and ckpt["steps_per_epoch"] != spe:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint's run took {ckpt['steps_per_epoch']} optimizer "
+            f"steps per epoch, this config {spe}: resume with the same data, batch size and "
+            "accumulate_grad_batches"
+        )
+    scheduler = build_scheduler(cfg.scheduler, c.optimizer, spe, planned)
+    state = TrainState(
+        model=c.model,
+        optimizer=c.optimizer,
+        scheduler=scheduler,
+        step_fn=c.step_fn,
+        train_batches=train_batches,
+        val_batches=val_batches,
+        epochs=t.epochs,
+        steps_per_epoch=spe,
+        accumulate=t.accumulate_grad_batches,
+        loader_generator=c.data.train_loader.generator,
+        run_dir=run_dir,
+    )
+    callbacks: list[Any] = [
+        Freezing(c.freezer),
+        ProgressBar(t.progress_bar, t.log_every_n_steps),
+        Divergence(t.divergence_threshold, t.log_every_n_steps),
+        records,
+        *(instantiate(node, _convert_="all") for node in (cfg.callbacks or {}).values()),
+    ]
+    if t.checkpoint:
+        callbacks.append(Checkpointing(t.checkpoint_every_n_steps))
+    plan = {"planned_epochs": planned, "steps_per_epoch": spe}
+    state.checkpointer = Checkpointer(resolved(cfg), plan, callbacks)
+    if ckpt is not None:
+        restore(state, ckpt, callbacks)
+        log.info("resumed at epoch %d, step %d from %s", ckpt["epoch"], ckpt["step"], start.source)
+    log.info(
+        "training %s on %s (%d train batches, %d optimizer steps/epoch) on %s",
+        cfg.model.get("name") or cfg.model._target_.rsplit(".", 1)[-1],
+        cfg.data.get("name") or cfg.data._target_.rsplit(".", 1)[-1],
+        len(train_batches),
+        spe,
+        c.device,
+    )
+    return state, callbacks
+
+
+def position(ckpt: dict[str, Any]) -> dict[str, int]:
+    return {"epoch": ckpt["epoch"], "step": ckpt["step"], "step_in_epoch": ckpt["step_in_epoch"]}
+
+
+def earlier_rows(start: Start) -> list[dict[str, Any]]:
+    """The records of the run up to the checkpoint it continues from ([] for a fresh start)."""
+    if start.checkpoint is None:
+        return []
+    source_dir = next((p.parent for p in start.source.parents if p.name == "checkpoints"), None)
+    metrics = source_dir / METRICS_FILE if source_dir else None
+    if metrics is None or not metrics.is_file():
+        return []
+    return rows_until(read_jsonl(metrics), start.checkpoint["epoch"], start.checkpoint["step"])

@@ -1,0 +1,47 @@
+"""Run records and experiment trackers.
+
+Every run writes its local records (`records.RunRecorder`: metrics.jsonl, summary.json).
+Trackers add to them, one per entry of the `logger` group: `logger=csv` (`csv_log`),
+`logger=wandb` (`wandb_tracker`), or both (`logger=[csv,wandb]`). Trackers never raise into
+training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from lrlab.tracking.base import Tracker
+from lrlab.tracking.csv_log import CsvConfig
+from lrlab.tracking.records import RunRecorder, read_jsonl
+from lrlab.tracking.wandb_tracker import WandbConfig
+
+__all__ = ["LoggerConfig", "RunRecorder", "Tracker", "build_trackers", "read_jsonl"]
+
+
+@dataclass
+class LoggerConfig:
+    """`logger:`: the trackers beside the local records (`logger=local` selects none)."""
+
+    csv: CsvConfig | None = None
+    wandb: WandbConfig | None = None
+
+
+def build_trackers(
+    logger_cfg: DictConfig | None, run_dir: Path, run_config: DictConfig, job_type: str = "train"
+) -> list[Tracker]:
+    """One tracker per configured logger; `run_config` is the run's whole config (W&B logs it),
+    `job_type` the kind of run (`train`, `find_lr`)."""
+    logger_cfg = logger_cfg or {}
+    trackers: list[Tracker] = []
+    if logger_cfg.get("csv") is not None:
+        from lrlab.tracking.csv_log import CsvTracker
+
+        trackers.append(CsvTracker(run_dir / logger_cfg.csv.get("filename", "metrics.csv")))
+    if logger_cfg.get("wandb") is not None:
+        from lrlab.tracking.wandb_tracker import WandbTracker
+
+        trackers.append(WandbTracker(logger_cfg.wandb, run_config, run_dir, job_type))
+    return trackers

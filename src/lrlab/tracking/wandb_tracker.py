@@ -1,0 +1,195 @@
+"""`logger=wandb`: one W&B run per training job, every W&B call guarded.
+
+A failing W&B call warns once, disables W&B for the rest of the run, and the local records go
+on. Without network, an online start falls back to offline mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lrlab.errors import ConfigError
+from lrlab.tracking.naming import wandb_init_kwargs, wandb_row
+from lrlab.utils import json_safe
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+# Run statuses that W&B should show as crashed (a diverged run finished its job: it stopped).
+_FAILED_STATUSES = ("failed", "interrupted", "preempted")
+
+
+@dataclass
+class WandbConfig:
+    project: str = "lrlab"
+    entity: str | None = None  # your user or team; null: your default entity
+    mode: str = "auto"  # auto (online with credentials, else offline) | online | offline | disabled
+    group: str | None = None  # null: multirun jobs share their sweep dir's name
+    name: str | None = None  # null: the run's overrides (e.g. recipe=adam,seed=1)
+    job_type: str | None = None  # null: the entry point (train | find_lr)
+    tags: list[str] = field(default_factory=list)  # added to the config's top-level `tags`
+    notes: str | None = None
+    log_checkpoint: bool = False  # upload the run dir's checkpoints as a `model` artifact
+    init_timeout: float = 60.0  # seconds before giving up on the W&B service (then: offline)
+    silent: bool = True  # no W&B banner; lrlab prints one line for offline runs
+
+    def __post_init__(self) -> None:
+        if self.mode not in WANDB_MODES:
+            raise ConfigError(
+                f"logger.wandb.mode must be one of {'|'.join(WANDB_MODES)}, got {self.mode!r}"
+            )
+        if not self.init_timeout > 0:
+            raise ConfigError(
+                f"logger.wandb.init_timeout must be a positive number, got {self.init_timeout!r}"
+            )
+
+
+def has_wandb_credentials() -> bool:
+    """True when an API key is configured (env, settings, .netrc); never prompts or connects."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    import wandb
+
+    try:
+        return bool(wandb.login(prompt=False, verify=False))  # wandb >= 0.22
+    except TypeError:  # older wandb: no `prompt` argument; its deprecated attribute still works
+        return bool(getattr(wandb.api, "api_key", None))
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """`auto`: WANDB_MODE if set, else online with credentials, offline without."""
+    if mode != "auto":
+        return mode
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    if env_mode == "dryrun":
+        return "offline"
+    return "online" if has_wandb_credentials() else "offline"
+
+
+class WandbTracker:
+    """One W&B run per training job; every W&B call guarded (see `_guard`)."""
+
+    def __init__(
+        self, wcfg: DictConfig, run_config: DictConfig, run_dir: Path, job_type: str = "train"
+    ) -> None:
+        self.run: Any = None
+        self.job_type = job_type
+        self.wcfg = wcfg
+        self.run_dir = run_dir
+        self._warned = False
+        try:
+            self._start(run_config)
+        except Exception as e:
+            self._fail("could not start", e)
+
+    def _start(self, run_config: DictConfig) -> None:
+        import wandb
+
+        mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
+        if mode == "disabled":
+            return
+        kwargs = wandb_init_kwargs(self.wcfg, run_config, self.run_dir, job_type=self.job_type)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # A sequential multirun calls this once per job in one process: finish the last job's
+        # run, or wandb.init would hand it back (reinit="return_previous" outside notebooks).
+        if wandb.run is not None:
+            wandb.run.finish()
+        try:
+            self.run = self._init(wandb, mode, kwargs)
+        except Exception as e:
+            if mode != "online":
+                raise
+            # No network / bad key / service error: keep the run's W&B data for a later sync.
+            self._warn(f"W&B online init failed ({type(e).__name__}: {e}); logging offline instead")
+            mode = "offline"
+            self.run = self._init(wandb, mode, kwargs)
+        self.mode = mode
+        self.run.define_metric("trainer/step")
+        self.run.define_metric("trainer/epoch")
+        self.run.define_metric("*", step_metric="trainer/step")
+        if mode == "offline":
+            offline_dir = Path(self.run.dir).parent  # <run dir>/wandb/offline-run-*/files
+            print(f"wandb: logging offline; upload later with `wandb sync {offline_dir}`")
+
+    def _init(self, wandb: Any, mode: str, kwargs: dict[str, Any]) -> Any:
+        settings = wandb.Settings(
+            init_timeout=float(self.wcfg.get("init_timeout", 60)),
+            silent=bool(self.wcfg.get("silent", True)),
+        )
+        return wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _fail(self, what: str, error: BaseException) -> None:
+        """Warn once, drop the W&B run; the local records are unaffected."""
+        if not self._warned:
+            self._warned = True
+            self._warn(
+                f"W&B logging disabled for this run: {what} ({type(error).__name__}: {error}); "
+                f"local records in {self.run_dir} continue"
+            )
+        run, self.run = self.run, None
+        if run is not None:
+            with contextlib.suppress(Exception):  # best effort: the run is already broken
+                run.finish(exit_code=1)
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log(wandb_row(row))
+        except Exception as e:
+            self._fail("log failed", e)
+
+    def log_image(self, name: str, path: Path) -> None:
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            self.run.log({f"plots/{name}": wandb.Image(str(path))})
+        except Exception as e:
+            self._fail("image log failed", e)
+
+    def log_summary(self, summary: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.summary.update(json_safe(summary))  # NaN/inf as null, as in summary.json
+        except Exception as e:
+            self._fail("summary update failed", e)
+
+    def finish(self, status: str) -> None:
+        if self.run is None:
+            return
+        try:
+            if self.wcfg.get("log_checkpoint", False):
+                self._log_checkpoints()
+            self.run.summary["status"] = status
+            self.run.finish(exit_code=1 if status in _FAILED_STATUSES else 0)
+        except Exception as e:
+            self._fail("finish failed", e)
+        self.run = None
+
+    def _log_checkpoints(self) -> None:
+        import wandb
+
+        files = [
+            p
+            for pattern in ("*.ckpt", "*.safetensors")
+            for p in sorted(self.run_dir.rglob(pattern))
+            if "wandb" not in p.relative_to(self.run_dir).parts
+        ]
+        if files:
+            artifact = wandb.Artifact(f"checkpoint-{self.run.id}", type="model")
+            for p in files:
+                artifact.add_file(str(p), name=str(p.relative_to(self.run_dir)))
+            self.run.log_artifact(artifact)

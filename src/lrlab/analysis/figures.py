@@ -103,7 +103,8 @@ def vs_figure(runs: pd.DataFrame, param: str, value: str) -> Figure:
     ax.set_xlabel(param)
     ax.set_ylabel(value.replace("_", " "))
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -71,6 +71,11 @@ def test_notebook_executes_on_a_sweep(tmp_path: Path, monkeypatch: pytest.Monkey
     assert f"4 runs in 2 groups from {sweep}" in text
     assert "| recipe=adam | 2 | 2 completed | 0.9000 ± 0.1414 |" in markdown
     assert "| recipe=sgd_clr | 2 | 2 completed | 0.5500 ± 0.0707 |" in markdown
+    # the DataFrames are shown: groups, runs, and the per-epoch pivot of the epoch rows
+    frames = [o.data["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert len(frames) == 3
+    assert "final_val_acc_mean" in frames[0] and "counted" in frames[1]
+    assert "recipe=sgd_clr" in frames[2] and "epoch" in frames[2]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3  # curves, lr, per-seed dots
     assert not list(sweep.glob("*.png"))  # the notebook only reads the sweep

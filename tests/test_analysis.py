@@ -1,4 +1,4 @@
-"""The comparison report on hand-made run dirs with known numbers (see `make_sweep`)."""
+"""The comparison (lrlab.analysis) on hand-made run dirs with known numbers (see `JOBS`)."""
 
 from __future__ import annotations
 
@@ -10,86 +10,27 @@ import sys
 from pathlib import Path
 
 import pytest
+from analysis_runs import JOBS, make_sweep, write_run
 
-from lrlab import report
+from lrlab.analysis import (
+    Comparison,
+    compare,
+    curve_stats,
+    find_run_dirs,
+    format_mean_std,
+    load_runs,
+    mean_std,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# (overrides, status, val_acc per epoch, wall time); job numbers are the list positions.
-JOBS = [
-    (["recipe=adam", "seed=0"], "completed", [0.5, 0.7, 0.8], 10.0),
-    (["recipe=adam", "seed=1"], "completed", [0.6, 0.8, 0.9], 12.0),
-    (["recipe=adam", "seed=2"], "completed", [0.7, 0.9, 1.0], 14.0),
-    (["recipe=sgd_clr", "seed=0"], "completed", [0.4, 0.6, 0.5], 20.0),
-    (["recipe=sgd_clr", "seed=1"], "completed", [0.5, 0.7, 0.7], 22.0),
-    (["recipe=sgd_clr", "seed=2"], "diverged", [0.3], 5.0),
-    (["recipe=rmsprop", "seed=0"], "failed", [], 1.0),
-    (["recipe=rmsprop", "seed=1"], None, [0.2, 0.25], None),  # hard crash: no summary.json
-]
-
-
-LR0 = {"recipe=adam": 1e-3, "recipe=sgd_clr": 1e-2}
-
-
-def write_run(
-    run_dir: Path,
-    overrides: list[str],
-    status: str | None,
-    val_acc: list[float],
-    wall: float | None,
-    steps_per_epoch: int = 4,
-) -> None:
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    lr0 = next((v for k, v in LR0.items() if k in overrides), 1e-4)
-    rows = []
-    for e, acc in enumerate(val_acc, start=1):
-        for s in range(1, steps_per_epoch + 1):
-            step = (e - 1) * steps_per_epoch + s
-            lr = lr0 * (1 + s / steps_per_epoch)
-            rows.append(
-                {"type": "step", "step": step, "epoch": e - 1 + s / steps_per_epoch,
-                 "train_loss": 1.0 / step, "lr": lr, "lr_groups": [lr], "momentum": 0.9}
-            )  # fmt: skip
-        diverged_now = status == "diverged" and e == len(val_acc)
-        rows.append(
-            {"type": "epoch", "epoch": e, "step": e * steps_per_epoch,
-             "train_loss": math.nan if diverged_now else 1.0 / e, "train_acc": acc + 0.05,
-             "val_loss": 2.0 / e, "val_acc": acc, "epoch_time_s": 1.0, "lr": lr0}
-        )  # fmt: skip
-    # json.dumps writes NaN as the trainer would for a diverged loss
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    if status is None:
-        return
-    best = max(val_acc) if val_acc else None
-    summary = {
-        "status": status,
-        "error": "RuntimeError: boom" if status == "failed" else None,
-        "final_val_acc": val_acc[-1] if val_acc else None,
-        "best_val_acc": best,
-        "best_epoch": val_acc.index(best) + 1 if val_acc else None,
-        "epochs_completed": len(val_acc),
-        "steps": len(val_acc) * steps_per_epoch,
-        "wall_time_s": wall,
-        "seed": int(overrides[-1].split("=")[1]),
-        "overrides": overrides,
-        "versions": {},
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary))
 
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
-    """A multirun dir like Hydra's: multirun.yaml plus numbered job dirs (10 sorts after 9)."""
-    root = tmp_path / "multiruns" / "2026-01-01" / "12-00-00"
-    root.mkdir(parents=True)
-    (root / "multirun.yaml").write_text("hydra: {}\n")
-    for num, (overrides, status, accs, wall) in enumerate(JOBS):
-        write_run(root / str(num), ["experiment=cmp", *overrides], status, accs, wall)
-    return root
+    return make_sweep(tmp_path / "multiruns" / "2026-01-01" / "12-00-00")
 
 
-def by_label(comparison: report.Comparison) -> dict[str, dict]:
+def by_label(comparison: Comparison) -> dict[str, dict]:
     return {s["group"]: s for s in comparison.stats()}
 
 
@@ -104,15 +45,20 @@ def assert_ms(ms, mean: float, std: float, n: int) -> None:
 
 
 def test_groups_by_everything_but_seed_in_job_order(sweep: Path) -> None:
-    c = report.compare([sweep])
-    assert [g.label for g in c.groups] == ["recipe=adam", "recipe=sgd_clr", "recipe=rmsprop"]
-    assert [len(g.runs) for g in c.groups] == [3, 3, 2]
+    c = compare([sweep])
+    assert list(c.groups.index) == ["recipe=adam", "recipe=sgd_clr", "recipe=rmsprop"]
+    assert c.groups["runs"].tolist() == [3, 3, 2]
+    assert (
+        c.runs["group"].tolist()
+        == ["recipe=adam"] * 3 + ["recipe=sgd_clr"] * 3 + ["recipe=rmsprop"] * 2
+    )
     # the shared `experiment=cmp` stays in the key but not in the label
-    assert c.groups[0].key == ("experiment=cmp", "recipe=adam")
+    assert c.groups.loc["recipe=adam", "overrides"] == ("experiment=cmp", "recipe=adam")
 
 
 def test_exact_means_and_sample_stds(sweep: Path) -> None:
-    s = by_label(report.compare([sweep], target=0.75))
+    c = compare([sweep], target=0.75)
+    s = by_label(c)
     adam, sgd, rms = s["recipe=adam"], s["recipe=sgd_clr"], s["recipe=rmsprop"]
     assert_ms(adam["final_val_acc"], 0.9, 0.1, 3)
     assert_ms(adam["best_val_acc"], 0.9, 0.1, 3)
@@ -132,47 +78,79 @@ def test_exact_means_and_sample_stds(sweep: Path) -> None:
     # failed and crashed runs are counted, not averaged
     assert rms["status"] == {"failed": 1, "missing": 1}
     assert rms["runs"] == 2 and rms["final_val_acc"] is None
+    # the same numbers in the DataFrames
+    assert c.groups.loc["recipe=sgd_clr", "final_val_acc_mean"] == pytest.approx(0.5)
+    assert c.groups.loc["recipe=sgd_clr", "final_val_acc_std"] == pytest.approx(0.2)
+    assert c.groups.loc["recipe=rmsprop", ["counted", "final_val_acc_n"]].tolist() == [0, 0]
+    assert c.runs["best_epoch"].tolist()[3:6] == [2, 2, 1]
+    assert c.runs["counted"].tolist() == [True] * 6 + [False] * 2
+
+
+def test_status_order_and_preempted_runs_are_not_averaged(sweep: Path) -> None:
+    for run, status in ((0, "preempted"), (1, "running"), (6, "interrupted")):
+        summary_file = sweep / str(run) / "summary.json"
+        summary = json.loads(summary_file.read_text())
+        summary_file.write_text(json.dumps({**summary, "status": status}))
+    s = by_label(compare([sweep], target=0.75))
+    assert list(s["recipe=adam"]["status"].items()) == [
+        ("completed", 1),
+        ("running", 1),
+        ("preempted", 1),
+    ]
+    assert_ms(s["recipe=adam"]["final_val_acc"], 1.0, math.nan, 1)
+    assert list(s["recipe=rmsprop"]["status"]) == ["interrupted", "missing"]
 
 
 def test_mean_std_single_value_and_empty() -> None:
-    assert_ms(report.mean_std([0.5, None]), 0.5, math.nan, 1)
-    assert report.mean_std([None, math.nan]) is None
-    assert report.format_mean_std(report.mean_std([0.5]), 2) == "0.50"
-    assert report.format_mean_std(report.mean_std([1.0, 2.0]), 2, n=3) == "1.50 ± 0.71 (n=2)"
+    assert_ms(mean_std([0.5, None]), 0.5, math.nan, 1)
+    assert mean_std([None, math.nan]) is None
+    assert format_mean_std(mean_std([0.5]), 2) == "0.50"
+    assert format_mean_std(mean_std([1.0, 2.0]), 2, n=3) == "1.50 ± 0.71 (n=2)"
 
 
 def test_curve_stats_per_epoch(sweep: Path) -> None:
-    sgd = report.compare([sweep]).groups[1]
-    epochs, mean, std = report.curve_stats(sgd.counted_runs, "val_acc")
-    assert epochs.tolist() == [1, 2, 3]
+    epochs = compare([sweep]).epochs
+    sgd = epochs[(epochs["group"] == "recipe=sgd_clr") & epochs["counted"]]
+    x, mean, std = curve_stats(sgd, "val_acc")
+    assert x.tolist() == [1, 2, 3]
     assert mean.tolist() == pytest.approx([0.4, 0.65, 0.6])
     assert std.tolist() == pytest.approx(
         [0.1, statistics.stdev([0.6, 0.7]), statistics.stdev([0.5, 0.7])]
     )
     # the diverged epoch's NaN loss is skipped, not propagated
-    _, loss_mean, _ = report.curve_stats(sgd.counted_runs, "train_loss")
+    _, loss_mean, _ = curve_stats(sgd, "train_loss")
     assert loss_mean[0] == pytest.approx(1.0)
 
 
 def test_auto_target_is_90_percent_of_best_group(sweep: Path) -> None:
-    c = report.compare([sweep])
+    c = compare([sweep])
     assert c.target == pytest.approx(0.81) and c.target_auto
-    assert report.compare([sweep], metric="val_loss").target is None
+    assert compare([sweep], metric="val_loss").target is None
 
 
 def test_group_by_selected_keys_and_ignore(sweep: Path) -> None:
-    by_seed = report.compare([sweep], by=["seed"])
-    assert [g.label for g in by_seed.groups] == ["seed=0", "seed=1", "seed=2"]
-    assert [len(g.runs) for g in by_seed.groups] == [3, 3, 2]
-    one = report.compare([sweep], ignore=["seed", "recipe"])
-    assert len(one.groups) == 1 and len(one.groups[0].runs) == 8
+    by_seed = compare([sweep], by=["seed"])
+    assert list(by_seed.groups.index) == ["seed=0", "seed=1", "seed=2"]
+    assert by_seed.groups["runs"].tolist() == [3, 3, 2]
+    one = compare([sweep], ignore=["seed", "recipe"])
+    assert len(one.groups) == 1 and one.groups["runs"].tolist() == [8]
+
+
+@pytest.mark.parametrize(
+    "override", ["trainer.num_threads=1", "trainer.checkpoint_every_n_steps=50",
+                 "trainer.resume=auto", "hydra.launcher.n_jobs=2", "hydra/launcher=joblib"]
+)  # fmt: skip
+def test_run_mechanics_overrides_do_not_split_groups(sweep: Path, override: str) -> None:
+    overrides_file = sweep / "0" / ".hydra" / "overrides.yaml"
+    overrides_file.write_text(overrides_file.read_text() + f"- {override}\n")
+    assert compare([sweep]).groups["runs"].tolist() == [3, 3, 2]
 
 
 def test_nested_record_files_belong_to_their_run(sweep: Path) -> None:
     nested = sweep / "0" / "extra"
     nested.mkdir()
     (nested / "metrics.jsonl").write_text("")
-    assert report.find_run_dirs([sweep]) == [sweep / str(i) for i in range(len(JOBS))]
+    assert find_run_dirs([sweep]) == [sweep / str(i) for i in range(len(JOBS))]
 
 
 def test_run_dirs_given_directly_and_resumed_rows(sweep: Path, tmp_path: Path) -> None:
@@ -181,16 +159,31 @@ def test_run_dirs_given_directly_and_resumed_rows(sweep: Path, tmp_path: Path) -
     with (run / "metrics.jsonl").open("a") as f:  # resumed run repeats epoch 2, then a cut line
         f.write(json.dumps({"type": "epoch", "epoch": 2, "step": 8, "val_acc": 0.3}) + "\n")
         f.write('{"type": "epo')
-    c = report.compare([sweep / "0", sweep / "1", run])
-    assert [len(g.runs) for g in c.groups] == [2, 1]
-    assert c.groups[1].label == "(defaults)"
-    assert c.groups[1].runs[0].final("val_acc") == 0.3
+    c = compare([sweep / "0", sweep / "1", run])
+    assert c.groups["runs"].tolist() == [2, 1]
+    assert c.groups.index[1] == "(defaults)"
+    assert c.runs.loc[2, "final_val_acc"] == 0.3
+    assert c.frames.epochs.query("run == 2")["val_acc"].tolist() == [0.1, 0.3]
+
+
+def test_frames_are_tidy(sweep: Path) -> None:
+    frames = load_runs([sweep])
+    assert len(frames.runs) == len(JOBS) and frames.runs.index.name == "run"
+    assert frames.runs["status"].tolist()[-2:] == ["failed", "missing"]
+    assert frames.runs.loc[7, "error"] == "no summary.json"
+    assert frames.params["recipe"].tolist()[:4] == ["adam"] * 3 + ["sgd_clr"]
+    assert len(frames.epochs) == sum(len(j[2]) for j in JOBS)  # one row per run and epoch
+    assert len(frames.steps) == 4 * sum(len(j[2]) for j in JOBS)  # one row per logged step
+    # the diverged epoch's NaN loss is NaN, not a string or None
+    assert (
+        frames.epochs["train_loss"].dtype == float and frames.epochs["train_loss"].isna().sum() == 1
+    )
 
 
 def test_write_report_and_figures(sweep: Path, tmp_path: Path) -> None:
     plt = pytest.importorskip("matplotlib.pyplot")
     out = tmp_path / "out"
-    written = report.compare([sweep], target=0.75).write(out)
+    written = compare([sweep], target=0.75).write(out)
     md = (out / "report.md").read_text()
     assert "| recipe=sgd_clr | 3 | 2 completed, 1 diverged | 0.5000 ± 0.2000 |" in md
     assert "| recipe=rmsprop | 2 | 1 failed, 1 missing | – | – | – | – | – |" in md
@@ -207,24 +200,16 @@ def test_write_report_and_figures(sweep: Path, tmp_path: Path) -> None:
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
 
 
-def test_compare_script(sweep: Path, tmp_path: Path) -> None:
-    out = tmp_path / "cli"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compare.py"), str(sweep), "--out", str(out),
-         "--target", "0.75", "--no-figures"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert "| recipe=adam | 3 | 3 completed | 0.9000 ± 0.1000 | 0.9000 ± 0.1000 |" in proc.stdout
-    assert "2.3 ± 0.6 (3/3 reached)" in proc.stdout
-    assert (out / "report.md").is_file() and not (out / "curves.png").exists()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compare.py"), str(empty)],
-        capture_output=True,
-        text=True,
+def test_analysis_imports_no_training_code_and_matplotlib_lazily() -> None:
+    code = (
+        "import sys, lrlab.analysis, lrlab.analysis.cli; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('lrlab', 'torch', 'hydra', 'omegaconf', 'matplotlib', 'sklearn'))))"
     )
-    assert proc.returncode == 2 and "no run records" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    allowed = {"lrlab", "lrlab.errors"}
+    modules = set(proc.stdout.split())
+    assert {m for m in modules if not m.startswith("lrlab.analysis")} <= allowed, modules
 
 
 RECIPES = {

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from analysis_runs import JOBS, make_sweep, write_run
+from tests.helpers.analysis_runs import JOBS, make_sweep, write_run
 
 from lrlab.analysis import (
     Comparison,
@@ -232,9 +232,10 @@ def test_seed_study_experiments_declare_the_grid(experiment: str) -> None:
         params = cfg.hydra.sweeper.params
         assert params.recipe.split(",") == list(RECIPES) and params.seed == "0,1,2"
         assert cfg.data.name == "flowers"
-        assert cfg.model.name == (
-            "simple_cnn" if experiment == "optimizer_comparison" else "resnet34"
-        )
+        if experiment == "optimizer_comparison":
+            assert cfg.model._target_ == "lrlab.models.simple_cnn.SimpleCNN"
+        else:
+            assert cfg.model.name == "resnet34"
         for recipe, (optimizer, scheduler) in RECIPES.items():
             cfg = compose("train", [f"experiment={experiment}", f"recipe={recipe}"])
             assert (cfg.optimizer._target_, cfg.scheduler.name) == (optimizer, scheduler), recipe
@@ -242,7 +243,7 @@ def test_seed_study_experiments_declare_the_grid(experiment: str) -> None:
 
 @pytest.mark.slow  # a real 4-job sweep (digits, a few batches each), then the script
 def test_tiny_real_multirun_then_report(tmp_path: Path) -> None:
-    from conftest import run_cli
+    from tests.helpers import run_cli
 
     sweep = tmp_path / "sweep"
     proc = run_cli(

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from analysis_runs import make_sweep, write_run
+from tests.helpers.analysis_runs import make_sweep, write_run
 
 from lrlab.analysis import compare, read_reference
 from lrlab.analysis.cli import main

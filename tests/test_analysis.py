@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.helpers.analysis_runs import JOBS, make_sweep, write_run
 
 from lrlab.analysis import (
     Comparison,
@@ -21,6 +20,7 @@ from lrlab.analysis import (
     load_runs,
     mean_std,
 )
+from tests.helpers.analysis_runs import JOBS, make_sweep, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

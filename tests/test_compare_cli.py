@@ -13,11 +13,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from tests.helpers.analysis_runs import make_sweep, write_run
 
 from lrlab.analysis import compare, read_reference
 from lrlab.analysis.cli import main
 from lrlab.errors import ConfigError
+from tests.helpers.analysis_runs import make_sweep, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_STUDY = ROOT / "benchmarks" / "reference" / "seed_study.csv"

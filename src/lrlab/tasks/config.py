@@ -81,9 +81,7 @@ def register_configs() -> None:
 def check_config(cfg: DictConfig) -> None:
     """Unknown keys and bad values, as one-line ConfigErrors naming the key."""
     check_known_keys(cfg, "")
-    for node in cfg.values():
-        if isinstance(node, DictConfig) and hasattr(OmegaConf.get_type(node), "__post_init__"):
-            OmegaConf.to_object(node)  # the schema's __post_init__ checks the values
+    check_values(cfg)
     for name, node in (cfg.get("callbacks") or {}).items():
         if not (isinstance(node, DictConfig) and node.get("_target_")):
             raise ConfigError(f"callbacks.{name} needs a _target_ (a Callback class)")
@@ -95,6 +93,16 @@ def check_config(cfg: DictConfig) -> None:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_values(node: DictConfig) -> None:
+    """Run every schema's range checks (`__post_init__`, called by `OmegaConf.to_object`)."""
+    if hasattr(OmegaConf.get_type(node), "__post_init__"):
+        OmegaConf.to_object(node)  # checks the nested schemas too
+        return
+    for _, child in node.items_ex(resolve=False):
+        if isinstance(child, DictConfig) and not child._is_none():
+            check_values(child)
 
 
 def check_known_keys(node: DictConfig, path: str) -> None:

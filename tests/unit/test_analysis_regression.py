@@ -19,7 +19,7 @@ from lrlab.analysis import DEFAULT_IGNORE, compare
 from lrlab.analysis.runs import override_key
 from lrlab.analysis.stats import is_ignored
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SWEEP = FIXTURES / "compare_sweep"
 REFERENCE = FIXTURES / "compare_sweep_reference"
 CASES = [  # (reference file stem, compare() arguments)

@@ -19,7 +19,7 @@ from lrlab.analysis.cli import main
 from lrlab.errors import ConfigError
 from tests.helpers.analysis_runs import make_sweep, write_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEED_STUDY = ROOT / "benchmarks" / "reference" / "seed_study.csv"
 
 # (overrides, status, val_acc per epoch, wall time): three recipes of the seed study and AdamW

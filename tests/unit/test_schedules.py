@@ -423,7 +423,7 @@ def test_cycle_momentum_true_needs_momentum():
         build({"name": "clr", "cycle_momentum": True}, make_opt(kind="adagrad"))
 
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "scheduler"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "scheduler"
 
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
@@ -450,7 +450,7 @@ def test_plot_script_traces_the_training_schedule(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "plot_schedule", Path(__file__).resolve().parents[1] / "scripts" / "plot_schedule.py"
+        "plot_schedule", Path(__file__).resolve().parents[2] / "scripts" / "plot_schedule.py"
     )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

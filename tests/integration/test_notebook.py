@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "compare_optimizers.ipynb"
 
 # (overrides, final-epoch val_acc per epoch); two groups of two seeds.

@@ -96,8 +96,14 @@ def train_job(cfg: DictConfig) -> float | None:
     def task(cfg: DictConfig) -> dict[str, Any]:
         run_dir = Path(cfg.paths.output_dir)
         start = prepare(cfg)  # refuses a dir holding another run before anything is written
-        if start.finished is None:
-            write_hydra_files(run_dir, cfg)
+        if start.finished is not None:  # trainer.resume=auto: reported, its files untouched
+            done = start.finished
+            print(
+                f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} epochs) "
+                "already; nothing to train"
+            )
+            return done
+        write_hydra_files(run_dir, cfg)
         return train(cfg, start, current_overrides())
 
     summary = run_job(task, cfg) or {}
@@ -115,7 +121,9 @@ def stopped(summary: dict[str, Any], run_dir: Path) -> None:
     )
     where = summary.get("checkpoint")
     saved = (
-        f"checkpoint at epoch {where['epoch']}, step {where['step']}" if where else "no checkpoint"
+        f"checkpoint at step {where['step']} ({where['epoch']} epochs done)"
+        if where
+        else "no checkpoint"
     )
     print(
         f"{summary['status']} ({error}); {saved} in {run_dir}: re-run the same command with "
@@ -170,15 +178,17 @@ class SweepReport(Callback):
         return failed
 
     def describe(self, job_dir: Path) -> tuple[str, bool]:
-        """The job's line and whether it succeeded (a diverged run is a result: it did)."""
+        """The job's line and whether it did not fail (a diverged run is a result, a stopped
+        one continues with trainer.resume=auto)."""
         summary_file = job_dir / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         status = summary.get("status", "missing")
         text = status
         if summary.get("best_val_acc") is not None:
             text += f", best_val_acc {summary['best_val_acc']:.4f}"
-        ok = status in ("completed", "diverged")
-        if not ok and summary.get("error"):
+        finished = status in ("completed", "diverged")
+        ok = finished or status in STOPPED  # a stopped job continues on a re-run: not failed
+        if not finished and summary.get("error"):
             text += f" ({summary['error']})"
         return text, ok
 

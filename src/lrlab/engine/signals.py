@@ -26,9 +26,10 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def attach(self, state: Any) -> None:
-        """Record stop requests in `state.stop_signal` from now on (and any received already)."""
+        """Record stop requests in `state.stop_requested` from now on (and any received
+        already); the loop acts on them at the next step's end (`loop.publish_stop`)."""
         self._state = state
-        state.stop_signal = self.received
+        state.stop_requested = self.received
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
@@ -36,7 +37,7 @@ class StopSignals:
             self.received, self.signum = (STATUS[signum], f"stopped by {name}"), signum
             log.warning("%s: finishing the current step, then checkpointing and stopping", name)
             if self._state is not None:
-                self._state.stop_signal = self.received
+                self._state.stop_requested = self.received
         if signum == signal.SIGINT:  # a second Ctrl-C stops at once
             signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -137,18 +137,21 @@ def stopped(summary: dict[str, Any], run_dir: Path) -> None:
 
 
 class SweepReport(Callback):
-    """Before a multirun: refuse a sweep dir that holds runs unless they are resumed. After it:
-    one line per job; exit 1 if any job failed. `describe` reads a job's result (train.py: its
+    """Before a multirun: refuse a sweep dir that holds runs unless they are resumed (and
+    forget an earlier invocation's W&B offline fallback). After it: one line per job; exit 1
+    if any job failed. `describe` reads a job's result (train.py: its
     summary.json); find_lr.py subclasses it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from lrlab.tasks.resume import describe
+        from lrlab.tracking.wandb_tracker import clear_offline_marker
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir() or OmegaConf.select(config, "trainer.resume") == "auto":
+        if not sweep_dir.is_dir():
             return
+        resumed = OmegaConf.select(config, "trainer.resume") == "auto"
         held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
-        if held:
+        if held and not resumed:
             print(
                 f"error: {sweep_dir} already holds runs (jobs {', '.join(held[:5])}"
                 f"{', ...' if len(held) > 5 else ''}); continue the sweep with "
@@ -156,6 +159,7 @@ class SweepReport(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(2)
+        clear_offline_marker(sweep_dir)  # a new invocation tries W&B online again
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.report(Path(config.hydra.sweep.dir)):

@@ -131,3 +131,15 @@ def file_hashes(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+class SignalAfterJob:
+    """A Hydra callback (`+hydra.callbacks.x._target_=...`): send `signum` to this process when
+    job `job` of a multirun has ended, before the next one starts."""
+
+    def __init__(self, job: int = 0, signum: int = int(signal.SIGTERM)) -> None:
+        self.job, self.signum = job, signum
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        if job_return.hydra_cfg.hydra.job.num == self.job:
+            os.kill(os.getpid(), self.signum)

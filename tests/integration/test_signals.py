@@ -191,3 +191,21 @@ def test_a_stopped_sweep_reports_its_jobs_and_resumes_where_it_stopped(tmp_path)
     assert rows_without_times(sweep / "1" / "metrics.jsonl") == rows_without_times(
         tmp_path / "alone" / "metrics.jsonl"
     )
+
+
+def test_a_signal_between_two_jobs_stops_the_sweep_with_its_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    hook = "+hydra.callbacks.stop._target_=tests.helpers.interrupts.SignalAfterJob"
+    code, out, err = run(
+        "-m", "trainer.epochs=1", "trainer.limit_train_batches=2", "trainer.num_threads=1",
+        "seed=0,1", hook, f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 143, err[-3000:]
+    assert "Traceback" not in err
+    (line,) = job_lines(out)
+    assert line.startswith("[0] ") and ": completed, best_val_acc " in line
+    assert (
+        f"preempted (stopped by SIGTERM) before the job in {sweep / '1'} started: re-run the "
+        "same command with trainer.resume=auto"
+    ) in err
+    assert sorted(p.name for p in (sweep / "1").iterdir()) == ["train.log"]  # Hydra's: no run

@@ -9,9 +9,18 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from lrlab.cli.jobs import SweepReport
 from lrlab.errors import ConfigError
 from lrlab.tasks.resume import describe, plan_start
+
+
+@pytest.fixture
+def sweep_report():
+    """A SweepReport; the stop-signal handlers its on_multirun_start installs are removed
+    afterwards (they would outlive the test in this process)."""
+    from lrlab.cli.jobs import SweepReport
+
+    yield SweepReport()
+    SweepReport.end_signals()
 
 
 def write_summary(run_dir: Path, **fields) -> None:
@@ -66,9 +75,9 @@ def test_resume_auto_of_a_finished_run_reports_it(tmp_path):
         plan_start(tmp_path / "a", "auto", 5, {})
 
 
-def test_a_sweep_dir_holding_runs_is_refused_unless_resumed(tmp_path, capsys):
+def test_a_sweep_dir_holding_runs_is_refused_unless_resumed(tmp_path, capsys, sweep_report):
     write_summary(tmp_path / "0", status="completed", epochs_completed=1)
-    report = SweepReport()
+    report = sweep_report
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "trainer": {}})
     with pytest.raises(SystemExit) as exit_:
         report.on_multirun_start(config)

@@ -20,6 +20,16 @@ wandb = pytest.importorskip("wandb")
 TIMEOUT = 2  # logger.wandb.init_timeout of these tests: each online attempt waits this long
 
 
+@pytest.fixture
+def sweep_report():
+    """A SweepReport; the stop-signal handlers its on_multirun_start installs are removed
+    afterwards (they would outlive the test in this process)."""
+    from lrlab.cli.jobs import SweepReport
+
+    yield SweepReport()
+    SweepReport.end_signals()
+
+
 def closed_port() -> int:
     """A local port nothing listens on (bound, then released)."""
     with socket.socket() as s:
@@ -85,7 +95,7 @@ def wandb_entries(run_dir: Path) -> list[str]:
 
 @pytest.mark.slow  # waits TIMEOUT seconds for the unreachable server, starts wandb-core
 def test_a_sweep_waits_for_wandb_once_then_goes_offline_at_once(
-    tmp_path, monkeypatch, unreachable_wandb, capsys
+    tmp_path, monkeypatch, unreachable_wandb, capsys, sweep_report
 ):
     sweep = tmp_path / "sweep"
     modes = init_modes(monkeypatch)
@@ -118,12 +128,10 @@ def test_a_sweep_waits_for_wandb_once_then_goes_offline_at_once(
     second.finish("completed")
 
     # The next invocation of the sweep (a resume) tries online again.
-    from lrlab.cli.jobs import SweepReport
-
     config = OmegaConf.create(
         {"hydra": {"sweep": {"dir": str(sweep)}}, "trainer": {"resume": "auto"}}
     )
-    SweepReport().on_multirun_start(config)
+    sweep_report.on_multirun_start(config)
     assert not marker.exists()
 
 
@@ -153,10 +161,8 @@ def test_offline_and_disabled_modes_never_try_online(tmp_path, monkeypatch, unre
     tracker.finish("completed")
 
 
-def test_the_marker_is_kept_when_a_sweep_dir_is_refused(tmp_path, capsys):
+def test_the_marker_is_kept_when_a_sweep_dir_is_refused(tmp_path, capsys, sweep_report):
     """A refused sweep changes nothing in the sweep dir, the marker included."""
-    from lrlab.cli.jobs import SweepReport
-
     sweep = tmp_path / "sweep"
     (sweep / "0").mkdir(parents=True)
     (sweep / "0" / "summary.json").write_text('{"status": "completed"}')
@@ -164,5 +170,5 @@ def test_the_marker_is_kept_when_a_sweep_dir_is_refused(tmp_path, capsys):
     marker.write_text("earlier failure\n")
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "trainer": {}})
     with pytest.raises(SystemExit):
-        SweepReport().on_multirun_start(config)
+        sweep_report.on_multirun_start(config)
     assert marker.read_text() == "earlier failure\n"

@@ -21,11 +21,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.engine.signals import StopSignals
 from lrlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 STOPPED = {"preempted": signal.SIGTERM, "interrupted": signal.SIGINT}
+# A multirun's stop signals, installed by SweepReport around all of its jobs: a signal that
+# comes between two jobs stops the sweep before the next one (`stop_if_signalled`).
+_sweep_signals: StopSignals | None = None
 
 
 class SweepStopped(BaseException):
@@ -95,6 +99,7 @@ def train_job(cfg: DictConfig) -> float | None:
 
     def task(cfg: DictConfig) -> dict[str, Any]:
         run_dir = Path(cfg.paths.output_dir)
+        stop_if_signalled(run_dir)
         start = prepare(cfg)  # refuses a dir holding another run before anything is written
         if start.finished is not None:  # trainer.resume=auto: reported, its files untouched
             done = start.finished
@@ -110,6 +115,20 @@ def train_job(cfg: DictConfig) -> float | None:
     if summary.get("status") in STOPPED:
         stopped(summary, Path(cfg.paths.output_dir))
     return summary.get("best_val_acc")  # the value sweepers optimise
+
+
+def stop_if_signalled(run_dir: Path) -> None:
+    """A signal that came between a sweep's jobs: stop before this job, with the report."""
+    signals = _sweep_signals
+    if signals is None or signals.received is None or not is_multirun():
+        return
+    status, why = signals.received
+    print(
+        f"{status} ({why}) before the job in {run_dir} started: re-run the same command with "
+        "trainer.resume=auto (and this hydra.sweep.dir) to continue",
+        file=sys.stderr,
+    )
+    raise SweepStopped(Path(hydra_runtime().sweep.dir), 128 + signals.signum)
 
 
 def stopped(summary: dict[str, Any], run_dir: Path) -> None:
@@ -148,6 +167,7 @@ class SweepReport(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
+            self.start_signals()
             return
         resumed = OmegaConf.select(config, "trainer.resume") == "auto"
         held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
@@ -160,8 +180,22 @@ class SweepReport(Callback):
             )
             raise SystemExit(2)
         clear_offline_marker(sweep_dir)  # a new invocation tries W&B online again
+        self.start_signals()
+
+    def start_signals(self) -> None:
+        """Between the jobs too, a signal stops the sweep (each job's run handles its own)."""
+        global _sweep_signals
+        _sweep_signals = StopSignals("the sweep stops before its next job").__enter__()
+
+    @staticmethod
+    def end_signals() -> None:
+        global _sweep_signals
+        if _sweep_signals is not None:
+            _sweep_signals.__exit__(None, None, None)
+            _sweep_signals = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.end_signals()  # every job ran: nothing left to stop
         if self.report(Path(config.hydra.sweep.dir)):
             raise SystemExit(1)
 
@@ -215,6 +249,7 @@ def find_lr_job(cfg: DictConfig) -> None:
     from lrlab.tasks.find_lr import find_lr
 
     def task(cfg: DictConfig) -> dict[str, Any]:
+        stop_if_signalled(Path(cfg.paths.output_dir))
         write_hydra_files(Path(cfg.paths.output_dir), cfg)
         return find_lr(cfg)
 

@@ -5,8 +5,10 @@ same command with `trainer.resume=auto` must give the records of an uninterrupte
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,17 @@ def test_a_signal_between_two_jobs_stops_the_sweep_with_its_report(tmp_path):
         "same command with trainer.resume=auto"
     ) in err
     assert sorted(p.name for p in (sweep / "1").iterdir()) == ["train.log"]  # Hydra's: no run
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [*COMMON, "+callbacks.pace.seconds=0.5", f"hydra.run.dir={run_dir}"]
+    proc = start_cli(*command, cwd=tmp_path)
+    wait_for_steps(proc, run_dir / "metrics.jsonl", 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.1)  # the first one is being handled: the step (0.5 s) is not finished
+    _, err = signal_group(proc, signal.SIGINT)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted (a second Ctrl-C")
+    summary = summary_of(run_dir)
+    assert summary["status"] == "interrupted" and summary["error"] == "KeyboardInterrupt"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
@@ -30,6 +31,13 @@ def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepRepo
     except SweepStopped as stop:
         report().report(stop.sweep_dir)
         raise SystemExit(stop.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: the run is recorded as interrupted already
+        print(
+            "interrupted (a second Ctrl-C: stopped at once, mid-step); a checkpoint written "
+            "before is kept: re-run the same command with trainer.resume=auto to continue",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + signal.SIGINT) from None
     except (HydraException, OmegaConfBaseException) as e:
         if full_error:
             raise

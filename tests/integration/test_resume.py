@@ -247,11 +247,11 @@ def test_checkpoint_every_n_steps_writes_mid_epoch_checkpoints(make_cfg, monkeyp
 @pytest.mark.parametrize(
     "extra",
     [
-        ["callbacks=[ema,early_stopping]", "callbacks.early_stopping.patience=1"],
+        ["callbacks=[ema,early_stopping,best_checkpoint]", "callbacks.early_stopping.patience=1"],
         ["trainer.accumulate_grad_batches=2", "scheduler=plateau"],
         ["trainer.num_workers=2"],
     ],
-    ids=["ema+early_stopping", "accumulation+plateau", "workers"],
+    ids=["ema+early_stopping+best_checkpoint", "accumulation+plateau", "workers"],
 )
 def test_resume_mid_epoch_stays_exact(make_cfg, monkeypatch, extra):
     """Stateful callbacks, gradient accumulation, plateau's state and worker processes
@@ -267,6 +267,17 @@ def test_resume_mid_epoch_stays_exact(make_cfg, monkeypatch, extra):
     assert rows == full_rows
     for key in ("epochs_completed", "steps", "best_val_acc", "stopped_early", "final_val_loss"):
         assert summary.get(key) == full_summary.get(key)
+    best = Path(cfg.paths.output_dir, "checkpoints", "best.ckpt")
+    if best.exists():  # BestCheckpoint: the same epoch, the same weights
+        full_best = torch.load(tmp_dir(make_cfg, "full") / "checkpoints" / "best.ckpt")
+        resumed_best = torch.load(best)
+        assert resumed_best["epoch"] == full_best["epoch"]
+        for name, tensor in full_best["model"].items():
+            assert torch.equal(resumed_best["model"][name], tensor), name
+
+
+def tmp_dir(make_cfg, out: str) -> Path:
+    return Path(make_cfg(out=out).paths.output_dir)
 
 
 def test_resume_of_an_augmented_image_folder_stays_exact(make_cfg, monkeypatch, image_folder):

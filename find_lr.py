@@ -4,10 +4,14 @@ See the README's "LR finder" section."""
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from lrlab.runtime import configure_process
 
-from lrlab.entry import run_job
+configure_process()  # before anything loads torch: OpenMP reads its wait policy once
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from lrlab.entry import run_job  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="find_lr")

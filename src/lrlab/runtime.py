@@ -48,7 +48,7 @@ def configure_process(environ: os._Environ | dict[str, str] | None = None) -> di
 def passive_openmp(env: os._Environ | dict[str, str]) -> str:
     if "OMP_WAIT_POLICY" in env:  # the user's choice, or an earlier call's
         return f"OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}"
-    if "torch" in sys.modules:  # the OpenMP runtime has read its settings already
+    if torch_loaded():  # the OpenMP runtime has read its settings already
         return "unchanged (torch was imported first)"
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     return "OMP_WAIT_POLICY=PASSIVE"
@@ -69,6 +69,10 @@ def keep_freed_memory(env: os._Environ | dict[str, str]) -> str:
         return "unchanged (mallopt refused M_MMAP_THRESHOLD)"
     libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     return f"mallopt mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD}"
+
+
+def torch_loaded() -> bool:
+    return "torch" in sys.modules
 
 
 def glibc() -> bool:

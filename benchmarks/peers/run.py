@@ -125,6 +125,7 @@ def run_once(v: Variant, work: Path, data_dir: Path) -> dict:
         "user_s": usage.ru_utime,
         "sys_s": usage.ru_stime,
         "max_rss_mb": usage.ru_maxrss / 1024,
+        "minor_faults": usage.ru_minflt,
         "others_cores": max(0.0, others) / wall,  # CPU the rest of the machine used meanwhile
         "load_1min": load,
     }

@@ -99,6 +99,31 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return sorted(train_idx.tolist()), sorted(val_idx.tolist())
 
 
+def remembered_split(
+    files: list[str], labels: np.ndarray, val_fraction: float, seed: int, cache_dir: Path
+) -> tuple[list, list]:
+    """`stratified_split`, stored once per file list, labels, fraction, seed and scikit-learn
+    version: a later run skips importing scikit-learn (about 1 s of start-up)."""
+    from importlib.metadata import version
+
+    key = hashlib.sha256(f"{val_fraction!r}|{seed}|{version('scikit-learn')}\n".encode())
+    for f, y in zip(files, labels.tolist(), strict=True):
+        key.update(f"{f}|{y}\n".encode())
+    cache = cache_dir / "split_cache" / f"{key.hexdigest()[:20]}.json"
+    if cache.is_file():
+        split = json.loads(cache.read_text())
+        return split["train"], split["val"]
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    try:  # atomically: parallel sweep jobs may read it meanwhile
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"train": train_idx, "val": val_idx}))
+        tmp.replace(cache)
+    except OSError as e:  # a read-only data dir only costs the split next time
+        log.warning("could not cache the split at %s: %s", cache, e)
+    return train_idx, val_idx
+
+
 # --- digits -------------------------------------------------------------------------------
 
 
@@ -147,7 +172,10 @@ def image_folder_datasets(cfg: DictConfig) -> tuple[Dataset, Dataset, list[str],
         labels = np.array(scan.targets)
         if np.bincount(labels).min() < 2:
             raise ConfigError(f"{root}: every class folder needs at least 2 images for a split")
-        train_idx, val_idx = stratified_split(labels, data.val_fraction, data.split_seed)
+        files = [str(Path(p).relative_to(root)) for p, _ in scan.samples]
+        train_idx, val_idx = remembered_split(
+            files, labels, data.val_fraction, data.split_seed, Path(cfg.paths.data_dir)
+        )
         val_scan: ImageFolder | None = None
     else:
         train_idx, val_idx = list(range(len(scan))), None

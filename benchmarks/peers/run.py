@@ -67,10 +67,13 @@ def variants(args) -> list[Variant]:
             [str(HERE / "naive_loop.py"), *peer, "--tricks"],
         ),
     ]
-    if args.fastai_python:
-        workers = [] if args.fastai_workers is None else ["--workers", str(args.fastai_workers)]
-        fastai = [str(HERE / "fastai_loop.py"), *peer, *workers]
-        out.append(Variant("fastai fit_one_cycle", "peer", fastai, python=args.fastai_python))
+    for workers in args.fastai_workers if args.fastai_python else []:
+        fastai = [str(HERE / "fastai_loop.py"), *peer]
+        name = "fastai fit_one_cycle"
+        if workers != "default":
+            fastai += ["--workers", workers]
+            name += f", {workers} workers"
+        out.append(Variant(name, "peer", fastai, python=args.fastai_python))
     for v in out:
         v.env.update(args.env)
     return [v for v in out if not args.only or re.search(args.only, v.name)]
@@ -245,7 +248,12 @@ def main() -> None:
         default=sys.executable if importlib.util.find_spec("fastai") else None,
         help="a python with fastai (pip install -e '.[bench]'); default: this one if it has it",
     )
-    p.add_argument("--fastai-workers", type=int, default=None, help="default: fastai's")
+    p.add_argument(
+        "--fastai-workers",
+        nargs="+",
+        default=["default"],
+        help="one fastai variant per value: 'default' (fastai's: min(16, cores)) or a number",
+    )
     p.add_argument("--only", default=None, help="regex: run only the matching variants")
     p.add_argument("--busy", type=int, default=0, help="busy-loop processes meanwhile")
     p.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for every variant")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
+import lrlab
 from lrlab.models.simple_cnn import SimpleCNN
-from tests.conftest import ROOT
+
+ROOT = Path(lrlab.__file__).resolve().parents[2]  # the repository, wherever this test lives
 
 
 def test_peers_simple_cnn_is_lrlabs():

@@ -6,13 +6,16 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
+import lrlab
 from lrlab import runtime
 from lrlab.runtime import configure_process
-from tests.conftest import ROOT
+
+ROOT = Path(lrlab.__file__).resolve().parents[2]  # the repository, wherever this test lives
 
 
 class FakeLibc:

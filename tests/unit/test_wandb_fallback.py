@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def unreachable_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+def unreachable_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
     """An API key (so mode=auto means online) and a W&B server that refuses connections."""
     env = {
         "WANDB_BASE_URL": f"http://127.0.0.1:{closed_port()}",
@@ -52,7 +53,11 @@ def unreachable_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[s
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    return env
+    # wandb reads the environment once per process (its setup singleton): an earlier test's
+    # setup would keep the default server and bypass the closed port
+    wandb.teardown()
+    yield env
+    wandb.teardown()
 
 
 def init_modes(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -177,3 +177,14 @@ def test_schemas_reach_the_root_and_hydra_sees_them(tmp_path):
 
 def test_conf_dir_is_where_tests_look():
     assert (CONF / "train.yaml").is_file() and Path(CONF).name == "conf"
+
+
+def test_the_optimizer_comparison_trains_the_flowers_fast_model_and_data(tmp_path):
+    """The seed study grid compares optimizers on the strong recipe's model and data: the two
+    experiments compose to the same data, model and epochs (only optimizer/schedule differ)."""
+    fast = compose_cfg(["experiment=flowers_fast"], tmp_path)
+    grid = compose_cfg(["experiment=optimizer_comparison"], tmp_path)
+    assert OmegaConf.to_container(grid.data) == OmegaConf.to_container(fast.data)
+    assert OmegaConf.to_container(grid.model) == OmegaConf.to_container(fast.model)
+    assert grid.trainer.epochs == fast.trainer.epochs
+    assert fast.optimizer._target_ == "torch.optim.AdamW" and fast.optimizer.lr == 3e-3

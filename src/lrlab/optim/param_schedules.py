@@ -128,7 +128,10 @@ def build_track(
             f"set the optimizer's {key} > 0{hint}"
         )
     if key in BELOW_ONE and name == "phases":
-        high = max(max(p["start"], p["end"]) for p in params["phases"])
+        high = max(
+            p["start"] if p["shape"] == "const" else max(p["start"], p["end"])
+            for p in params["phases"]
+        )
         if high >= 1:
             raise ConfigError(f"{at}.phases: {key} must stay below 1, a phase reaches {high:g}")
     fn, _ = planned(name, params, spe, epochs, configured or 1.0, at)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -27,6 +27,7 @@ from lrlab.lr_finder import LrFindConfig
 from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
+from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
 from lrlab.optim.schedule_checks import scheduler_params
 from lrlab.optim.schedules import SCHEDULES
 from lrlab.tracking import LoggerConfig
@@ -64,7 +65,8 @@ SCHEMAS = {
 }
 # Keys of a `_target_` node that are not the target's arguments.
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
-RESERVED = {"data": LOADER_KEYS, "model": TRAINING_KEYS}
+# By the node's key: lrlab's own keys of a `_target_` node, not passed to the target.
+RESERVED = {"data": LOADER_KEYS, "model": TRAINING_KEYS, "optimizer": SCALING_KEYS}
 
 
 def register_configs() -> None:
@@ -76,6 +78,8 @@ def register_configs() -> None:
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
+    # A plain node (not a dataclass): optimizer configs also hold the torch class's arguments.
+    cs.store(group="schema/optimizer", name="lr_scaling", node=asdict(LrScalingConfig()))
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -89,6 +93,7 @@ def check_config(cfg: DictConfig) -> None:
     if lr != "auto" and (not is_number(lr) or lr <= 0):
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
     scheduler_params(cfg.scheduler, None if lr == "auto" else lr)
+    scaling_settings(cfg.optimizer)
 
 
 def is_number(value: Any) -> bool:
@@ -136,8 +141,8 @@ def target_arguments(node: DictConfig, path: str) -> list[str] | None:
         return None  # a builtin without a signature: leave it to the call
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    group = path.split(".", 1)[0]
-    return [*HYDRA_KEYS, *RESERVED.get(group, ()), *(p.name for p in params)]
+    node_key = path.rstrip(".").split(".")[-1]  # optimizer, optimizer_switch.optimizer: optimizer
+    return [*HYDRA_KEYS, *RESERVED.get(node_key, ()), *(p.name for p in params)]
 
 
 def unknown_key(key: str, allowed: list[str], path: str) -> ConfigError:

@@ -86,6 +86,8 @@ def setup(
     t = cfg.trainer
     ckpt = start.checkpoint
     c = build_components(cfg)
+    if c.lr_scaling is not None:
+        records.summary["lr_scaling"] = c.lr_scaling
     if is_auto_lr(cfg):
         if ckpt is not None:  # a resumed run reuses the lr it found
             found = ckpt["callbacks"].get("RunRecords", {}).get("summary", {}).get("lr_find")

@@ -67,11 +67,14 @@ class RunRecords(Callback):
         if (state.step + 1) % self.every == 0:
             self.lrs = group_lrs(state.optimizer)
             self.momentum = group_momentum(state.optimizer.param_groups[0])
+            # scheduled hyper-parameters (scheduler.params) besides momentum, in group 0
+            values = getattr(state.scheduler, "param_values", dict)()
+            self.params = {k: v for k, v in values.items() if k != "momentum"}
 
     def on_step_end(self, state: TrainState, result: StepResult) -> None:
         if state.step % self.every:
             return
-        spe = state.steps_per_epoch
+        spe = state.epoch_length(state.epoch)
         self.recorder.log(
             {
                 "type": "step",
@@ -81,6 +84,8 @@ class RunRecords(Callback):
                 "lr": self.lrs[0],
                 "lr_groups": self.lrs,
                 "momentum": self.momentum,
+                **self.params,  # weight_decay, beta2, ... when scheduler.params schedules them
+                **state.step_values,  # e.g. image_size and batch_size with a resizing plan
             }
         )
 

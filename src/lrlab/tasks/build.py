@@ -81,6 +81,5 @@ def build_components(cfg: DictConfig) -> Components:
     return Components(device, data, model, freezer, optimizer, step_fn, scaling)
 
 
-
 def optimizer_steps_per_epoch(num_batches: int, accumulate: int) -> int:
     return -(-num_batches // accumulate)  # ceil

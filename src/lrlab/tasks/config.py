@@ -21,6 +21,7 @@ from lrlab.data.cifar import Cifar10Config
 from lrlab.data.digits import DigitsConfig
 from lrlab.data.folder import ImageFolderConfig
 from lrlab.data.loaders import LOADER_KEYS
+from lrlab.data.resizing import ResizingConfig, check_stages_fit
 from lrlab.engine.config import TrainerConfig
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig
@@ -30,6 +31,7 @@ from lrlab.models.timm_backbone import TimmConfig
 from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
 from lrlab.optim.schedule_checks import scheduler_params
 from lrlab.optim.schedules import SCHEDULES
+from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
 from lrlab.tracking import LoggerConfig
 
 
@@ -56,6 +58,8 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ + arguments
+    resizing: ResizingConfig = field(default_factory=ResizingConfig)  # image sizes per epoch/batch
+    optimizer_switch: Any = field(default_factory=dict)  # empty, or a second optimizer + schedule
 
 
 SCHEMAS = {
@@ -80,6 +84,7 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=schema)
     # A plain node (not a dataclass): optimizer configs also hold the torch class's arguments.
     cs.store(group="schema/optimizer", name="lr_scaling", node=asdict(LrScalingConfig()))
+    cs.store(group="schema/optimizer_switch", name="default", node=OptimizerSwitchConfig)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -94,6 +99,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
     scheduler_params(cfg.scheduler, None if lr == "auto" else lr)
     scaling_settings(cfg.optimizer)
+    if cfg.get("resizing"):
+        check_stages_fit(OmegaConf.to_object(cfg.resizing), cfg.trainer.epochs)
+    if is_switching(cfg.get("optimizer_switch")):
+        check_switch(OmegaConf.to_container(cfg.optimizer_switch, resolve=True), cfg.trainer.epochs)
 
 
 def is_number(value: Any) -> bool:

@@ -138,8 +138,13 @@ class RunRecords(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         carried = {k: self.summary.get(k) for k in CARRIED}
-        return {"summary": carried, "wall_time_s": self.wall_time()}
+        state = {"summary": carried, "wall_time_s": self.wall_time()}
+        if hasattr(self, "last_lr"):  # a checkpoint after an epoch's last step, before its row
+            state["last_lr"] = self.last_lr
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.summary.update({k: v for k, v in state["summary"].items() if v is not None})
         self.earlier_wall_time = float(state["wall_time_s"])
+        if "last_lr" in state:
+            self.last_lr = state["last_lr"]

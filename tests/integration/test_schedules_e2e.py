@@ -185,3 +185,41 @@ def test_lr_scaling_is_applied_and_recorded(make_cfg, folder):
     assert [r["lr"] for r in steps(rows)] == [pytest.approx(1e-3 * 0.5**0.5)] * 3
     on_disk = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
     assert on_disk["lr_scaling"]["factor"] == pytest.approx(0.5**0.5)
+
+
+# --- the preview shows what training does
+
+
+def test_preview_rows_equal_the_training_rows(make_cfg, folder):
+    """lrlab-schedule's CSV for a config with phases, params, stages with batch sizes and an
+    optimizer switch equals the values the run logs (preview row `step` = metrics row
+    `step + 1`)."""
+    from lrlab.tasks.preview import schedule_trace
+
+    overrides = [
+        *folder,
+        "optimizer=adamw",
+        "scheduler=trapezoid",
+        "scheduler/params=weight_decay_rise",
+        "resizing.stages=[{epochs:1,size:8,batch_size:8},{size:12}]",
+        "optimizer_switch=adam_to_sgd",
+        "optimizer_switch.epoch=2",
+        "trainer.epochs=3",
+        "trainer.accumulate_grad_batches=2",
+    ]
+    _, rows = run(make_cfg(*overrides))
+    trained = steps(rows)
+    preview, spe, header, _ = schedule_trace(make_cfg(*overrides, out="preview"))
+    assert spe == 3 and len(preview) == len(trained) == 2 + 3 + 3
+    columns = {name: i for i, name in enumerate(header)}
+    for p, r in zip(preview, trained, strict=True):
+        assert r["step"] == p[0] + 1 and r["epoch"] == pytest.approx(
+            p[1] + 1 / (2 if p[0] < 2 else 3)
+        )
+        assert r["lr_groups"] == pytest.approx(p[2 : columns["momentum"]], rel=1e-12)
+        for key in ("momentum", "weight_decay", "image_size", "batch_size"):
+            expected = p[columns[key]]  # None: not scheduled at this step (after the switch)
+            if expected is None:
+                assert r.get(key) is None, (key, r["step"])
+            else:
+                assert r.get(key) == pytest.approx(expected, rel=1e-12), (key, r["step"])

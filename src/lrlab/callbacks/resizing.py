@@ -40,6 +40,7 @@ class Resizing(Callback):
             )
 
     def on_step_end(self, state: TrainState, result: StepResult) -> None:
+        # the size of the step's last batch (with accumulation, multi-scale batches may differ)
         state.step_values["image_size"] = self.batches.last_size
         if self.batch_sampler is not None:
             state.step_values["batch_size"] = self.batch_sampler.batch_size

@@ -58,8 +58,9 @@ def schedule_trace(cfg: DictConfig) -> tuple[list[Row], int, list[str], list[str
             momenta.append(group_momentum(groups[0]))
             epochs.append(epoch + j / length if plan.epoch_steps else state.step / length)
             values = {k: v for k, v in state.scheduler.param_values().items() if k != "momentum"}
-            if size_plan is not None:
-                values["image_size"] = size_plan.train_size(epoch, j * t.accumulate_grad_batches)
+            if size_plan is not None:  # the size of the step's last batch, as the records
+                last = min((j + 1) * t.accumulate_grad_batches, len(plan.train_batches)) - 1
+                values["image_size"] = size_plan.train_size(epoch, last)
                 if plan.epoch_steps:
                     values["batch_size"] = size_plan.batch_size(epoch)
             extra[state.step] = values

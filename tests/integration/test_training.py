@@ -33,7 +33,12 @@ def test_every_optimizer_and_scheduler_composes_and_builds(make_cfg, optimizer, 
     model = build_model(cfg.model, num_classes=10, in_channels=1, image_size=16)
     opt = build_optimizer_from(cfg, model)
     assert type(opt).__name__.lower() == cfg.optimizer._target_.rsplit(".", 1)[1].lower()
-    sched = build_scheduler(cfg.scheduler, opt, steps_per_epoch=5, epochs=2)
+    epochs = 5 if scheduler == "fine_tune" else 2  # fastai's fine_tune(4): 1 + 4 epochs
+    if scheduler == "fine_tune" and not ("betas" in opt.defaults or "momentum" in opt.defaults):
+        with pytest.raises(ConfigError, match="scheduler.params.momentum: .* no number"):
+            build_scheduler(cfg.scheduler, opt, steps_per_epoch=5, epochs=epochs)
+        return
+    sched = build_scheduler(cfg.scheduler, opt, steps_per_epoch=5, epochs=epochs)
     model(torch.randn(2, 1, 16, 16)).sum().backward()
     for _ in range(10):
         opt.step()

@@ -17,7 +17,12 @@ from tests.helpers import CONF, compose_cfg
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 # What an option needs besides itself to compose into a run that passes check_config.
-NEEDS = {("data", "imagefolder"): ["data.root=/data/x"]}
+NEEDS = {
+    ("data", "imagefolder"): ["data.root=/data/x"],
+    ("resizing", "progressive"): ["trainer.epochs=10"],  # 5 epochs at 32 px, then 64 px
+    ("optimizer_switch", "adam_to_sgd"): ["trainer.epochs=10"],  # the switch after epoch 5
+    ("recipe", "adam_then_sgd"): ["trainer.epochs=10"],
+}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

@@ -34,7 +34,7 @@ class Checkpointing(Callback):
                     state.epoch + 1,
                     state.step,
                     state.step_in_epoch,
-                    state.steps_per_epoch,
+                    state.epoch_length(state.epoch),
                 )
 
     def on_validation_end(self, state: TrainState) -> None:

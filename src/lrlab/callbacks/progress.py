@@ -23,7 +23,7 @@ class ProgressBar(Callback):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=state.steps_per_epoch,
+            total=state.epoch_length(state.epoch),
             initial=state.step_in_epoch,
             desc=f"epoch {state.epoch + 1}/{state.epochs}",
             unit="step",

@@ -78,12 +78,15 @@ class RunRecords(Callback):
         if (state.step + 1) % self.every == 0:
             self.lrs = group_lrs(state.optimizer)
             self.momentum = group_momentum(state.optimizer.param_groups[0])
+            # scheduled hyper-parameters (scheduler.params) besides momentum, in group 0
+            values = getattr(state.scheduler, "param_values", dict)()
+            self.params = {k: v for k, v in values.items() if k != "momentum"}
 
     def on_step_end(self, state: TrainState, result: StepResult) -> None:
         self.position = (state.epoch, state.step)
         if state.step % self.every:
             return
-        spe = state.steps_per_epoch
+        spe = state.epoch_length(state.epoch)
         self.recorder.log(
             {
                 "type": "step",
@@ -93,6 +96,8 @@ class RunRecords(Callback):
                 "lr": self.lrs[0],
                 "lr_groups": self.lrs,
                 "momentum": self.momentum,
+                **self.params,  # weight_decay, beta2, ... when scheduler.params schedules them
+                **state.step_values,  # e.g. image_size and batch_size with a resizing plan
             }
         )
 
@@ -159,8 +164,13 @@ class RunRecords(Callback):
         self.at_checkpoint[self.position] = carried
         for old in list(self.at_checkpoint)[:-4]:  # a few recent positions are enough
             del self.at_checkpoint[old]
-        return {"summary": carried, "wall_time_s": self.wall_time()}
+        state = {"summary": carried, "wall_time_s": self.wall_time()}
+        if hasattr(self, "last_lr"):  # a checkpoint after an epoch's last step, before its row
+            state["last_lr"] = self.last_lr
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.summary.update({k: v for k, v in state["summary"].items() if v is not None})
         self.earlier_wall_time = float(state["wall_time_s"])
+        if "last_lr" in state:
+            self.last_lr = state["last_lr"]

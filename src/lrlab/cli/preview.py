@@ -7,7 +7,9 @@ Takes train.py's overrides, composes the same config, builds the data loaders (o
 real number of optimizer steps per epoch), model, optimizer and schedule with the training
 code, steps the schedule through the whole run and writes `<out>/<name>.png` and
 `<out>/<name>.csv` (`step,epoch,lr,lr_1,...,momentum`: the values each optimizer step uses;
-`lr` is group 0, the head, as in metrics.jsonl). A plateau schedule is fed a validation loss
+`lr` is group 0, the head, as in metrics.jsonl; then any `scheduler.params` keys and, with a
+`resizing:` plan, `image_size` and `batch_size`). The optimizer switch shows as the second
+optimizer's schedule from its epoch on. A plateau schedule is fed a validation loss
 that never improves, so it shows its earliest possible reductions.
 """
 
@@ -33,16 +35,25 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfi
         return compose(config_name="train", overrides=overrides)
 
 
-def plot(rows: list[list], group_names: list[str], title: str, path: Path) -> None:
+def plot(
+    rows: list[list], header: list[str], group_names: list[str], title: str, path: Path
+) -> None:
+    """lr of every distinct group curve; below it every other column that changes (momentum,
+    scheduled hyper-parameters, image and batch size); a constant one goes in the title."""
     from matplotlib.figure import Figure
 
+    col = {name: i for i, name in enumerate(header)}
     epochs = [r[1] for r in rows]
-    momenta = {r[-1] for r in rows}
-    has_momentum = len(momenta) > 1  # a constant momentum goes in the title instead
-    if len(momenta) == 1 and None not in momenta:
-        title += f", momentum/beta1 {momenta.pop():g}"
-    fig = Figure(figsize=(7, 5 if has_momentum else 3.2), layout="tight")
-    axes = fig.subplots(2 if has_momentum else 1, 1, sharex=True, squeeze=False)[:, 0]
+    panels = []
+    for name in header[col["momentum"] :]:
+        values = {r[col[name]] for r in rows}
+        if len(values) > 1:
+            panels.append(name)
+        elif values != {None}:
+            shown = "momentum/beta1" if name == "momentum" else name
+            title += f", {shown} {values.pop():g}"
+    fig = Figure(figsize=(7, 3.2 + 1.8 * len(panels)), layout="tight")
+    axes = fig.subplots(1 + len(panels), 1, sharex=True, squeeze=False)[:, 0]
     curves: dict[tuple, list[str]] = {}  # one line per distinct lr curve, named by its groups
     for i, name in enumerate(group_names):
         curves.setdefault(tuple(r[2 + i] for r in rows), []).append(name)
@@ -54,14 +65,38 @@ def plot(rows: list[list], group_names: list[str], title: str, path: Path) -> No
     axes[0].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     if len(curves) > 1:
         axes[0].legend(loc="best", fontsize="small")
-    if has_momentum:
-        axes[1].plot(epochs, [r[-1] for r in rows], color="tab:orange")
-        axes[1].set_ylabel("momentum / beta1")
+    for ax, name in zip(axes[1:], panels, strict=True):
+        steps = name in ("image_size", "batch_size")  # whole values: a staircase
+        ax.plot(
+            epochs,
+            [r[col[name]] for r in rows],
+            color="tab:orange",
+            drawstyle="steps-post" if steps else "default",
+        )
+        ax.set_ylabel("momentum / beta1" if name == "momentum" else name.replace("_", " "))
     axes[-1].set_xlabel("epoch")
     axes[0].set_title(title, fontsize="medium")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
+
+
+def describe_optimizers(cfg: DictConfig) -> str:
+    """`Adam(lr=0.001)`; the lr scaling's factor and an optimizer switch when there are."""
+    from lrlab.optim.lr_scaling import scaled_peak_lr
+
+    def one(node: DictConfig) -> str:
+        name = node._target_.rsplit(".", 1)[-1]
+        _, scaling = scaled_peak_lr(node, cfg.data.batch_size, cfg.trainer.accumulate_grad_batches)
+        if scaling is None:
+            return f"{name}(lr={node.lr:g})"
+        return f"{name}(lr={node.lr:g} x {scaling['factor']:.3g} {scaling['rule']} scaling)"
+
+    text = one(cfg.optimizer)
+    switch = cfg.get("optimizer_switch")
+    if switch:
+        text += f" -> {one(switch.optimizer)} from epoch {switch.epoch}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,12 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(["" if v is None else v for v in row] for row in rows)
-    optimizer = cfg.optimizer._target_.rsplit(".", 1)[-1]
-    title = (
-        f"{' '.join(args.overrides) or 'defaults'}\n"
-        f"{optimizer}(lr={cfg.optimizer.lr:g}), {cfg.trainer.epochs} epochs x {spe} steps"
-    )
-    plot(rows, group_names, title, out / f"{stem}.png")
+    title = f"{' '.join(args.overrides) or 'defaults'}\n{describe_optimizers(cfg)}, "
+    title += f"{cfg.trainer.epochs} epochs x {spe} steps"
+    plot(rows, header, group_names, title, out / f"{stem}.png")
     print(out / f"{stem}.png")
     print(out / f"{stem}.csv")
     return 0

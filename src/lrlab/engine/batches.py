@@ -10,10 +10,15 @@ from lrlab.engine.step import Batch
 
 
 class Limited:
-    """The first `n` batches of a loader, re-iterable every epoch, with a length."""
+    """The first `n` batches of a loader, re-iterable every epoch, with a length (read every
+    epoch: a resizing plan may change the loader's batch size, and so its length)."""
 
     def __init__(self, loader: Iterable[Batch], n: int) -> None:
-        self.loader, self.n = loader, min(n, len(loader))  # type: ignore[arg-type]
+        self.loader, self.limit = loader, n
+
+    @property
+    def n(self) -> int:
+        return min(self.limit, len(self.loader))  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[Batch]:
         return itertools.islice(self.loader, self.n)

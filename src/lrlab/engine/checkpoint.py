@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lrlab.engine.callbacks import Callback, callback_states, load_callback_states
+from lrlab.engine.callbacks import Callback, callback_states, load_callback_states, state_key
 from lrlab.engine.state import EpochSums, TrainState
 from lrlab.errors import ConfigError
 from lrlab.utils import rng_state
@@ -84,7 +84,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def restore(state: TrainState, ckpt: dict[str, Any], callbacks: Sequence[Callback]) -> None:
     """Put `state` where the checkpoint was taken; the loop replays the epoch's data order
-    and applies the saved RNG state before the next step (`loop.epoch_groups`)."""
+    and applies the saved RNG state before the next step (`loop.epoch_groups`). A callback with
+    `on_restore(state, its saved state)` runs first: it may replace the optimizer and schedule
+    with the ones the checkpoint holds (the optimizer switch)."""
+    for cb in callbacks:
+        if hasattr(cb, "on_restore"):
+            cb.on_restore(state, ckpt["callbacks"].get(state_key(cb, callbacks)))
     state.model.load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])

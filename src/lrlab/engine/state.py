@@ -40,7 +40,7 @@ class TrainState:
     train_batches: Iterable[Batch]  # one epoch's batches, iterated anew every epoch
     val_batches: Iterable[Batch]
     epochs: int  # train until this many epochs are done
-    steps_per_epoch: int
+    steps_per_epoch: int  # what the schedule counts an epoch as
     accumulate: int = 1  # batches per optimizer step
     loader_generator: torch.Generator | None = None  # draws each epoch's shuffling order
     train_mode: Callable[[], Any] | None = None  # model.train(), or the freezer's variant
@@ -61,6 +61,16 @@ class TrainState:
     last_checkpoint: dict[str, int] | None = None  # position of the newest last.ckpt
     status: str = "running"
     error: str | None = None
+    # Optimizer steps of each epoch when they differ from steps_per_epoch (a resizing plan that
+    # changes the batch size); the last one holds for later epochs.
+    epoch_steps: list[int] | None = None
+    step_values: dict[str, Any] = field(default_factory=dict)  # callbacks' extra step-row values
+
+    def epoch_length(self, epoch: int) -> int:
+        """Optimizer steps in (0-based) `epoch`."""
+        if not self.epoch_steps:
+            return self.steps_per_epoch
+        return self.epoch_steps[min(epoch, len(self.epoch_steps) - 1)]
 
     def __post_init__(self) -> None:
         if self.eval_model is None:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.models.groups import group_label, layer_groups
+from lrlab.optim.lr_scaling import SCALING_KEYS
 
 
 def _is_number(v: Any) -> bool:
@@ -125,7 +126,8 @@ def build_optimizer(
         no_weight_decay_norm_bias=no_weight_decay_norm_bias,
     )
     # lr=head_lr also makes optimizer.defaults["lr"] the head lr (what schedules refer to).
-    return instantiate(optimizer_cfg, lr=head_lr)(groups)
+    torch_cfg = {k: v for k, v in optimizer_cfg.items() if k not in SCALING_KEYS}  # lrlab's own
+    return instantiate(torch_cfg, lr=head_lr)(groups)
 
 
 def set_peak_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from lrlab.errors import ConfigError
 from lrlab.optim.annealers import ANNEALERS
+from lrlab.optim.phases import CONVENTIONS, check_phases
 from lrlab.optim.schedules import SCHEDULES, Params
 
 
@@ -23,8 +24,8 @@ def reference_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(lr)
 
 
-def bad_value(key: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"scheduler.{key}={value!r}: {why}")
+def bad_value(key: str, value: Any, why: str, where: str = "scheduler") -> ConfigError:
+    return ConfigError(f"{where}.{key}={value!r}: {why}")
 
 
 def _num(v: Any) -> bool:
@@ -78,7 +79,10 @@ _RULES: dict[str, tuple[Callable[[Any, float], bool], str]] = {
     "cycle_momentum": (lambda v, ref: v in (None, True, False), "must be null | true | false"),
     "base_momentum": (lambda v, ref: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
     "max_momentum": (lambda v, ref: _num(v) and 0 <= v < 1, "must be in [0, 1)"),
+    "convention": (lambda v, ref: v in CONVENTIONS, "must be fastai | torch"),
 }
+# Schedules that cannot drive a hyper-parameter other than the lr (plateau acts on the lr).
+LR_ONLY = ("plateau",)
 
 
 def cycles_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> bool:
@@ -94,33 +98,68 @@ def cycles_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> b
 
 
 def scheduler_params(
-    sched_cfg: Mapping[str, Any], optimizer_lr: float | None = None
+    sched_cfg: Mapping[str, Any], optimizer_lr: float | None = None, where: str = "scheduler"
 ) -> tuple[str, Params]:
     """The schedule's name and its parameters with the defaults filled in, checked: a bad name,
-    key or value is a one-line `ConfigError` naming it. `optimizer_lr` bounds the absolute lrs
-    (`eta_min`, ...); leave it None where it is not known yet (`optimizer.lr=auto`)."""
-    from omegaconf import DictConfig, OmegaConf
-
-    cfg = (
-        OmegaConf.to_container(sched_cfg, resolve=True)
-        if isinstance(sched_cfg, DictConfig)
-        else dict(sched_cfg)
-    )
+    key or value is a one-line `ConfigError` naming it (`where`: the config key of the schedule).
+    `optimizer_lr` bounds the absolute lrs (`eta_min`, ...); leave it None where it is not known
+    yet (`optimizer.lr=auto`). The other hyper-parameters' schedules (`params`) are checked here
+    too but not returned: `param_schedule_configs` gives them."""
+    cfg = _plain(sched_cfg)
     name = cfg.pop("name", None)
     if name not in SCHEDULES:
-        raise ConfigError(f"scheduler.name={name!r} is unknown; choose one of {sorted(SCHEDULES)}")
+        raise ConfigError(f"{where}.name={name!r} is unknown; choose one of {sorted(SCHEDULES)}")
     params = asdict(SCHEDULES[name][1]())
     params.pop("name")
     unknown = sorted(set(cfg) - set(params))
     if unknown:
         raise ConfigError(
-            f"scheduler.{unknown[0]} is not a parameter of scheduler {name!r} "
+            f"{where}.{unknown[0]} is not a parameter of scheduler {name!r} "
             f"(it takes {sorted(params)})"
         )
     params.update(cfg)
     ref = math.inf if optimizer_lr is None else optimizer_lr
     for key, value in params.items():
-        ok, why = _RULES[key]
-        if not ok(value, ref):
-            raise bad_value(key, value, why.format(ref=ref))
+        if key == "phases":
+            params[key] = check_phases(value, f"{where}.phases")
+        elif key == "params":
+            param_schedule_configs(value, where)
+        else:
+            ok, why = _RULES[key]
+            if not ok(value, ref):
+                raise bad_value(key, value, why.format(ref=ref), where)
+    params.pop("params")
     return name, params
+
+
+def param_schedule_configs(params: Any, where: str = "scheduler") -> dict[str, dict[str, Any]]:
+    """`<where>.params`: hyper-parameter key -> its schedule config, each checked (a schedule
+    of its own, without `params`); the lr is the schedule's own."""
+    if params is None:
+        return {}
+    params = _plain(params) if isinstance(params, Mapping) else params
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}.params={params!r}: must map hyper-parameter keys to schedules")
+    out = {}
+    for key, node in params.items():
+        at = f"{where}.params.{key}"
+        if key == "lr":
+            raise ConfigError(f"{at}: the lr is {where} itself; params schedules the other keys")
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{at}={node!r}: must be a schedule (name: phases | cosine | ...)")
+        node = _plain(node)
+        if node.get("params"):
+            raise ConfigError(f"{at}.params: a hyper-parameter's schedule has no params of its own")
+        if node.get("name") in LR_ONLY:
+            raise ConfigError(f"{at}.name={node['name']!r}: it adapts the lr only; use another")
+        scheduler_params(node, None, at)
+        out[str(key)] = node
+    return out
+
+
+def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)

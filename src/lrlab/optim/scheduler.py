@@ -6,12 +6,16 @@ Conventions (all schedules):
 - durations are in epochs (fractions allowed), converted with `steps_per_epoch`;
 - absolute lrs in the config (`base_lr`, `eta_min`, `min_lr`) refer to the optimizer's own lr
   (`optimizer.lr`); every group gets the same fraction of its own peak;
-- past the planned number of steps a schedule holds its last planned step's value.
+- past the planned number of steps a schedule holds its last planned step's value;
+- other hyper-parameters (`params`: weight_decay, beta2, ...) follow schedules of their own,
+  stepped with the lr (`lrlab.optim.param_schedules`);
+- when the epochs have different numbers of steps (a resizing plan that changes the batch
+  size), a step takes the schedule's value at the fractional epoch where it starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -19,8 +23,15 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from lrlab.errors import ConfigError
-from lrlab.optim.schedule_checks import bad_value, cycles_momentum, reference_lr, scheduler_params
-from lrlab.optim.schedules import SCHEDULES, LrFn, MomFn, Plateau, steps
+from lrlab.optim.param_schedules import ParamTrack, build_track, read_key
+from lrlab.optim.planned import Clock, epoch_clock, planned
+from lrlab.optim.schedule_checks import (
+    cycles_momentum,
+    param_schedule_configs,
+    reference_lr,
+    scheduler_params,
+)
+from lrlab.optim.schedules import LrFn, MomFn, Plateau
 
 
 def group_momentum(group: Mapping[str, Any]) -> float | None:
@@ -44,8 +55,11 @@ class Schedule(LRScheduler):
         lr_fn: LrFn,
         mom_fn: MomFn | None = None,
         plateau: dict[str, Any] | None = None,
+        params: Sequence[ParamTrack] = (),
+        clock: Clock | None = None,
     ) -> None:
         self.lr_fn, self.mom_fn = lr_fn, mom_fn
+        self.params, self.clock = list(params), clock
         self._plateau: ReduceLROnPlateau | None = None
         if plateau is not None:
             # torch's ReduceLROnPlateau only acts on an optimizer's lr, so it drives a stand-in
@@ -61,19 +75,23 @@ class Schedule(LRScheduler):
             return 1.0
         return self._plateau.optimizer.param_groups[0]["lr"] / self._ref_lr
 
+    def _t(self) -> float:
+        return self.last_epoch if self.clock is None else self.clock(self.last_epoch)
+
     def get_lr(self) -> list[float]:
-        mult = self.lr_fn(self.last_epoch) * self._plateau_factor()
+        mult = self.lr_fn(self._t()) * self._plateau_factor()
         return [base * mult for base in self.base_lrs]
 
     def _apply_momentum(self) -> None:
-        if self.mom_fn is None:
-            return
-        m = self.mom_fn(self.last_epoch)
-        for group in self.optimizer.param_groups:
-            if "betas" in group:
-                group["betas"] = (m, *group["betas"][1:])
-            else:
-                group["momentum"] = m
+        if self.mom_fn is not None:
+            m = self.mom_fn(self._t())
+            for group in self.optimizer.param_groups:
+                if "betas" in group:
+                    group["betas"] = (m, *group["betas"][1:])
+                else:
+                    group["momentum"] = m
+        for track in self.params:
+            track.apply(self.optimizer, self._t())
 
     def _apply(self) -> None:
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
@@ -84,6 +102,11 @@ class Schedule(LRScheduler):
     def step(self) -> None:  # type: ignore[override]
         super().step()
         self._apply_momentum()
+
+    def param_values(self) -> dict[str, float]:
+        """The scheduled hyper-parameters' current values in param group 0 (for the records)."""
+        group = self.optimizer.param_groups[0]
+        return {track.key: read_key(group, track.key) for track in self.params}
 
     def epoch_end(self, val_loss: float) -> None:
         if self._plateau is not None:
@@ -100,6 +123,8 @@ class Schedule(LRScheduler):
         if self._plateau is not None:
             state["plateau"] = self._plateau.state_dict()
             state["plateau_lr"] = self._plateau.optimizer.param_groups[0]["lr"]
+        if self.params:
+            state["param_bases"] = {track.key: list(track.bases) for track in self.params}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -109,24 +134,12 @@ class Schedule(LRScheduler):
         if self._plateau is not None:
             self._plateau.load_state_dict(dict(state_dict["plateau"]))
             self._plateau.optimizer.param_groups[0]["lr"] = state_dict["plateau_lr"]
+        for track in self.params:
+            track.bases = list(state_dict["param_bases"][track.key])
         self._apply()  # the groups' lr/momentum at the saved step, whatever was loaded before
 
 
-COMMON_KEYS = ("name", "warmup_epochs", "warmup_start_factor")
-
-
-def _with_warmup(
-    lr_fn: LrFn, mom_fn: MomFn | None, warmup: int, start: float
-) -> tuple[LrFn, MomFn | None]:
-    """Linear warmup from `start` x the schedule's first value to it, then the schedule."""
-    first = lr_fn(0)
-
-    def lr(t: int) -> float:
-        return first * (start + (1 - start) * t / warmup) if t < warmup else lr_fn(t - warmup)
-
-    if mom_fn is None:
-        return lr, None
-    return lr, (lambda t: mom_fn(max(0, t - warmup)))
+COMMON_KEYS = ("name", "warmup_epochs", "warmup_start_factor", "params")
 
 
 def build_scheduler(
@@ -134,40 +147,36 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer,
     steps_per_epoch: int,
     epochs: int,
+    epoch_steps: Sequence[int] | None = None,
+    where: str = "scheduler",
 ) -> Schedule:
     """The `scheduler:` config as a `Schedule` over `epochs * steps_per_epoch` optimizer steps.
 
     Build it after the optimizer's lrs are final (e.g. after the LR finder): it reads each
-    group's peak here."""
+    group's peak here. `epoch_steps`: the real optimizer steps of each epoch when they differ
+    from `steps_per_epoch` (the last one holds for later epochs); the schedule then follows the
+    fractional epoch. `where`: the config key named in errors."""
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"need steps_per_epoch, epochs >= 1, got {steps_per_epoch}, {epochs}")
     ref = reference_lr(optimizer)
     if not ref > 0:
         raise ConfigError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
-    name, params = scheduler_params(sched_cfg, ref)
-    factory = SCHEDULES[name][0]
-
-    total = steps_per_epoch * epochs
-    warmup = steps(params["warmup_epochs"], steps_per_epoch)
-    if warmup >= total:
-        raise bad_value(
-            "warmup_epochs", params["warmup_epochs"], f"leaves no steps of the {epochs}-epoch run"
-        )
-    n = total - warmup  # the schedule proper runs after the warmup
-    lr_fn, mom_fn = factory(params, n, steps_per_epoch, ref)
+    name, params = scheduler_params(sched_cfg, ref, where)
+    lr_fn, mom_fn = planned(name, params, steps_per_epoch, epochs, ref, where)
     if "cycle_momentum" in params and not cycles_momentum(params["cycle_momentum"], optimizer):
         mom_fn = None
-    if warmup:
-        lr_fn, mom_fn = _with_warmup(lr_fn, mom_fn, warmup, params["warmup_start_factor"])
-
-    # Past the planned end (a resumed run with more epochs): the last planned step's values.
-    last = total - 1
+    tracks = [
+        build_track(key, node, optimizer, steps_per_epoch, epochs, where)
+        for key, node in param_schedule_configs(dict(sched_cfg).get("params"), where).items()
+    ]
+    cycled = [t.key for t in tracks if t.key in ("momentum", "beta1") and mom_fn is not None]
+    if cycled and (cycled[0] == "momentum" or "betas" in optimizer.defaults):
+        raise ConfigError(
+            f"{where}.params.{cycled[0]}: {where}={name} already cycles the momentum; "
+            f"set {where}.cycle_momentum=false to schedule it in params"
+        )
     plateau = None
     if name == "plateau":
         plateau = {k: params[k] for k in asdict(Plateau()) if k not in COMMON_KEYS}
-    return Schedule(
-        optimizer,
-        lambda t: lr_fn(min(t, last)),
-        None if mom_fn is None else (lambda t: mom_fn(min(t, last))),
-        plateau=plateau,
-    )
+    clock = epoch_clock(epoch_steps, steps_per_epoch)
+    return Schedule(optimizer, lr_fn, mom_fn, plateau=plateau, params=tracks, clock=clock)

@@ -11,32 +11,26 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from omegaconf import MISSING
 
 from lrlab.optim.annealers import ANNEALERS, anneal_cos
+from lrlab.optim.phases import Phases, phases_schedule
+from lrlab.optim.schedule_base import (
+    Factory,
+    LrFn,
+    MomFn,
+    Params,
+    ScheduleConfig,
+    duration,
+    steps,
+)
 
 log = logging.getLogger(__name__)
-
-LrFn = Callable[[int], float]  # optimizer step -> multiplier of the peak lr
-MomFn = Callable[[int], float]  # optimizer step -> momentum (SGD momentum or Adam beta1)
-Params = dict[str, Any]
-Factory = Callable[[Params, int, int, float], tuple[LrFn, MomFn | None]]
 
 CLR_BASE_DIV = 6.0  # default CLR base_lr = peak / 6 (the seed study's factor)
 
 
 # --- schemas (`conf/scheduler/<name>.yaml`): durations in epochs, fractions allowed
-
-
-@dataclass
-class ScheduleConfig:
-    name: str = MISSING
-    warmup_epochs: float = 0.0  # linear warmup over this many epochs first
-    warmup_start_factor: float = 0.0  # warmup starts at this fraction of the schedule's first lr
 
 
 @dataclass
@@ -128,16 +122,6 @@ class FlatCos(ScheduleConfig):
 
 
 # --- the schedules: (params, steps, steps per epoch, optimizer.lr) -> (lr_fn, mom_fn)
-
-
-def steps(epochs: float, spe: int) -> int:
-    """Epochs (fractions allowed) as optimizer steps, rounding halves up."""
-    return math.floor(epochs * spe + 0.5)
-
-
-def duration(epochs: float, spe: int) -> int:
-    """A positive duration in epochs as a whole number (at least 1) of optimizer steps."""
-    return max(1, steps(epochs, spe))
 
 
 def _constant(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
@@ -260,4 +244,7 @@ SCHEDULES: dict[str, tuple[Factory, type[ScheduleConfig]]] = {
     "onecycle": (_onecycle, OneCycle),
     "sgdr": (_sgdr, SGDR),
     "flat_cos": (_flat_cos, FlatCos),
+    "phases": (phases_schedule, Phases),
 }
+
+__all__ = ["SCHEDULES", "Factory", "LrFn", "MomFn", "Params", "ScheduleConfig", "steps"]

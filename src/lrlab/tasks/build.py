@@ -15,6 +15,7 @@ from lrlab.engine.step import TrainStep
 from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
+from lrlab.optim.lr_scaling import scaled_peak_lr
 from lrlab.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Components:
     freezer: Freezer
     optimizer: torch.optim.Optimizer
     step_fn: TrainStep
+    lr_scaling: dict | None = None  # optimizer.lr_scaling's record (summary.json), if it scales
 
 
 def is_auto_lr(cfg: DictConfig) -> bool:
@@ -63,16 +65,20 @@ def build_components(cfg: DictConfig) -> Components:
     freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
     freezer.apply(0)  # the LR range test, like fastai's, runs on the initially frozen model
     settings = training_settings(cfg.model)
+    # optimizer.lr_scaling: the peak for this run's effective batch size (None: as configured)
+    scaled_lr, scaling = scaled_peak_lr(
+        cfg.optimizer, int(cfg.data.batch_size), t.accumulate_grad_batches
+    )
     optimizer = build_optimizer(
         cfg.optimizer,
         model,
-        lr=PLACEHOLDER_LR if is_auto_lr(cfg) else None,
+        lr=PLACEHOLDER_LR if is_auto_lr(cfg) else scaled_lr,
         lr_mult=settings["lr_mult"],
         lr_scales=settings["lr_scales"],
         no_weight_decay_norm_bias=settings["no_weight_decay_norm_bias"],
     )
     step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip, t.label_smoothing)
-    return Components(device, data, model, freezer, optimizer, step_fn)
+    return Components(device, data, model, freezer, optimizer, step_fn, scaling)
 
 
 def optimizer_steps_per_epoch(num_batches: int, accumulate: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -21,14 +21,17 @@ from lrlab.data.cifar import Cifar10Config
 from lrlab.data.digits import DigitsConfig
 from lrlab.data.folder import ImageFolderConfig
 from lrlab.data.loaders import LOADER_KEYS
+from lrlab.data.resizing import ResizingConfig, check_stages_fit
 from lrlab.engine.config import TrainerConfig
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig
 from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
+from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
 from lrlab.optim.schedule_checks import scheduler_params
 from lrlab.optim.schedules import SCHEDULES
+from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
 from lrlab.tracking import LoggerConfig
 
 
@@ -55,6 +58,8 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ + arguments
+    resizing: ResizingConfig = field(default_factory=ResizingConfig)  # image sizes per epoch/batch
+    optimizer_switch: Any = field(default_factory=dict)  # empty, or a second optimizer + schedule
 
 
 SCHEMAS = {
@@ -64,7 +69,8 @@ SCHEMAS = {
 }
 # Keys of a `_target_` node that are not the target's arguments.
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
-RESERVED = {"data": LOADER_KEYS, "model": TRAINING_KEYS}
+# By the node's key: lrlab's own keys of a `_target_` node, not passed to the target.
+RESERVED = {"data": LOADER_KEYS, "model": TRAINING_KEYS, "optimizer": SCALING_KEYS}
 
 
 def register_configs() -> None:
@@ -76,6 +82,9 @@ def register_configs() -> None:
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
+    # A plain node (not a dataclass): optimizer configs also hold the torch class's arguments.
+    cs.store(group="schema/optimizer", name="lr_scaling", node=asdict(LrScalingConfig()))
+    cs.store(group="schema/optimizer_switch", name="default", node=OptimizerSwitchConfig)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -89,6 +98,11 @@ def check_config(cfg: DictConfig) -> None:
     if lr != "auto" and (not is_number(lr) or lr <= 0):
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
     scheduler_params(cfg.scheduler, None if lr == "auto" else lr)
+    scaling_settings(cfg.optimizer)
+    if cfg.get("resizing"):
+        check_stages_fit(OmegaConf.to_object(cfg.resizing), cfg.trainer.epochs)
+    if is_switching(cfg.get("optimizer_switch")):
+        check_switch(OmegaConf.to_container(cfg.optimizer_switch, resolve=True), cfg.trainer.epochs)
 
 
 def is_number(value: Any) -> bool:
@@ -136,8 +150,8 @@ def target_arguments(node: DictConfig, path: str) -> list[str] | None:
         return None  # a builtin without a signature: leave it to the call
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    group = path.split(".", 1)[0]
-    return [*HYDRA_KEYS, *RESERVED.get(group, ()), *(p.name for p in params)]
+    node_key = path.rstrip(".").split(".")[-1]  # optimizer, optimizer_switch.optimizer: optimizer
+    return [*HYDRA_KEYS, *RESERVED.get(node_key, ()), *(p.name for p in params)]
 
 
 def unknown_key(key: str, allowed: list[str], path: str) -> ConfigError:

@@ -10,18 +10,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lrlab.callbacks import Checkpointing, Divergence, Freezing, ProgressBar, RunRecords
-from lrlab.engine.batches import epoch_batches
 from lrlab.engine.checkpoint import Checkpointer, restore
 from lrlab.engine.loop import fit
 from lrlab.engine.signals import StopSignals
 from lrlab.engine.state import TrainState
 from lrlab.errors import ConfigError
-from lrlab.optim import build_scheduler
 from lrlab.optim.param_groups import set_peak_lr
 from lrlab.tasks.auto_lr import find_auto_lr
-from lrlab.tasks.build import build_components, is_auto_lr, optimizer_steps_per_epoch
+from lrlab.tasks.build import build_components, is_auto_lr
 from lrlab.tasks.config import check_config
 from lrlab.tasks.resume import Start, describe, plan_start
+from lrlab.tasks.run_plan import plan_run
 from lrlab.tracking import RunRecorder, build_trackers, read_jsonl
 from lrlab.tracking.records import METRICS_FILE, rows_until
 from lrlab.utils import instantiate, package_versions
@@ -89,6 +88,8 @@ def setup(
     t = cfg.trainer
     ckpt = start.checkpoint
     c = build_components(cfg)
+    if c.lr_scaling is not None:
+        records.summary["lr_scaling"] = c.lr_scaling
     if is_auto_lr(cfg):
         if ckpt is not None:  # a resumed run reuses the lr it found
             found = ckpt["callbacks"].get("RunRecords", {}).get("summary", {}).get("lr_find")
@@ -111,39 +112,36 @@ def setup(
             records.recorder.log_image("lr_find", run_dir / "lr_find.png")
         records.summary["lr_find"] = found
 
-    train_batches, val_batches = epoch_batches(
-        c.data.train_loader,
-        c.data.val_loader,
-        t.limit_train_batches,
-        t.limit_val_batches,
-        t.overfit_batches,
-    )
-    spe = optimizer_steps_per_epoch(len(train_batches), t.accumulate_grad_batches)
     # The schedule keeps the length it was planned for: a resumed run with more epochs holds
     # its last planned value past the plan instead of jumping to a rescaled curve.
     planned = ckpt["planned_epochs"] if ckpt else t.epochs
+    run_plan = plan_run(cfg, c, planned)  # batches (resizing), steps per epoch, optimizer switch
+    records.summary.update(run_plan.summary)
+    spe = run_plan.steps_per_epoch
     if ckpt is not None and ckpt["steps_per_epoch"] != spe:
         raise ConfigError(
             f"trainer.resume: the checkpoint's run took {ckpt['steps_per_epoch']} optimizer "
             f"steps per epoch, this config {spe}: resume with the same data, batch size and "
             "accumulate_grad_batches"
         )
-    scheduler = build_scheduler(cfg.scheduler, c.optimizer, spe, planned)
+    scheduler = run_plan.build_scheduler(cfg, c.optimizer)
     state = TrainState(
         model=c.model,
         optimizer=c.optimizer,
         scheduler=scheduler,
         step_fn=c.step_fn,
-        train_batches=train_batches,
-        val_batches=val_batches,
+        train_batches=run_plan.train_batches,
+        val_batches=run_plan.val_batches,
         epochs=t.epochs,
         steps_per_epoch=spe,
+        epoch_steps=run_plan.epoch_steps,
         accumulate=t.accumulate_grad_batches,
         loader_generator=c.data.train_loader.generator,
         run_dir=run_dir,
     )
     callbacks: list[Any] = [
         Freezing(c.freezer),
+        *run_plan.callbacks,  # Resizing, OptimizerSwitch
         ProgressBar(t.progress_bar, t.log_every_n_steps),
         Divergence(t.divergence_threshold, t.log_every_n_steps),
         records,
@@ -160,7 +158,7 @@ def setup(
         "training %s on %s (%d train batches, %d optimizer steps/epoch) on %s",
         cfg.model.get("name") or cfg.model._target_.rsplit(".", 1)[-1],
         cfg.data.get("name") or cfg.data._target_.rsplit(".", 1)[-1],
-        len(train_batches),
+        len(run_plan.train_batches),
         spe,
         c.device,
     )

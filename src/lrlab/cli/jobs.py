@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -73,7 +74,25 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
         (out / name).write_text(OmegaConf.to_yaml(node))
 
 
+def set_up_launcher_worker() -> None:
+    """In a job that a launcher runs beside others on this machine (joblib's `n_jobs`): tell
+    `lrlab.parallel` how many run at once, so each job takes its share of the cores; and give
+    DataLoader workers the platform's start method back (joblib's loky workers make their own
+    the default, and a DataLoader cannot start its workers with it)."""
+    import multiprocessing
+
+    from lrlab.parallel import CONCURRENT_JOBS_ENV
+
+    hc = hydra_runtime()
+    n_jobs = OmegaConf.select(hc.launcher, "n_jobs") if is_multirun() else None
+    if n_jobs is not None:
+        os.environ.setdefault(CONCURRENT_JOBS_ENV, str(n_jobs))
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+
+
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
+    set_up_launcher_worker()
     try:
         return task(cfg)
     except ConfigError as e:

@@ -15,6 +15,7 @@ from lrlab.engine.step import TrainStep
 from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
+from lrlab.parallel import threads_per_job
 from lrlab.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ def build_components(cfg: DictConfig) -> Components:
     seed_everything(cfg.seed)
     # Set both ways: a sequential sweep runs every job in one process.
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
-    if t.num_threads:  # e.g. 1 per job when several sweep jobs share a machine's cores
-        torch.set_num_threads(t.num_threads)
+    threads = threads_per_job(t.num_threads)  # cores / jobs when a launcher runs several at once
+    if threads:
+        torch.set_num_threads(threads)
     device = select_device(t.device)
     if device.type == "cpu" and str(t.precision) != "32":
         log.warning(

@@ -51,7 +51,7 @@ def threads_per_job(num_threads: int | None) -> int | None:
         return None
     threads = max(cores // jobs, 1)
     log.info(
-        "%d jobs at once on %d cores: %d torch thread(s) per job (trainer.num_threads overrides)",
+        "%d job(s) at once on %d cores: %d torch thread(s) per job (trainer.num_threads overrides)",
         jobs,
         cores,
         threads,

@@ -1,0 +1,106 @@
+"""Sweeps through Hydra's launcher plugins, as a user runs them: joblib (jobs side by side) and
+submitit's local executor (what `hydra/launcher=slurm` does on a cluster, on this machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, run_cli
+
+pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="hydra-joblib-launcher")
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher")
+
+# The jobs of a submitit sweep run in processes of their own: they import the test helpers too.
+HELPERS_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+
+
+def rows(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "epoch_time_s"} for line in lines]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_joblib_sweep_reports_every_job_and_fails_for_a_failed_one(tmp_path):
+    """Two jobs at once, each with its share of the cores and a DataLoader worker of its own;
+    a failed job is recorded and reported, and the sweep exits 1."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optimizer.lr=0.001,-1",
+        "trainer.epochs=1",
+        "trainer.num_workers=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "[0] optimizer.lr=0.001 trainer.epochs=1 trainer.num_workers=1: completed" in (
+        result.stdout
+    )
+    assert "1 job(s) failed: 1" in result.stderr
+    assert summary(sweep / "0")["status"] == "completed" and len(rows(sweep / "0")) > 1
+    assert "optimizer.lr" in summary(sweep / "1")["error"]
+    cores = len(os.sched_getaffinity(0))
+    assert f"2 job(s) at once on {cores} cores: {max(cores // 2, 1)} torch thread(s)" in (
+        (sweep / "0" / "train.log").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_records_and_reports_each_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm_local",
+        "seed=0,1",
+        "trainer.epochs=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for job in ("0", "1"):
+        assert summary(sweep / job)["status"] == "completed"
+        assert f"[{job}] seed={job} trainer.epochs=1: completed, best_val_acc" in result.stdout
+    assert (sweep / ".submitit").is_dir()  # submitit's pickles and logs, beside the jobs
+
+
+@pytest.mark.slow
+def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
+    """submitit's preemption signal (USR2) mid-epoch: lrlab checkpoints, submitit requeues the
+    job, which continues from the checkpoint to the records of an uninterrupted run."""
+    common = ["seed=0", "trainer.epochs=2", "trainer.log_every_n_steps=5"]
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm_local",
+        *common,
+        "+callbacks.preempt._target_=tests.helpers.signal_at.SignalAt",
+        "+callbacks.preempt.step=30",  # epoch 2 of 2, 7 of 23 steps in
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env=HELPERS_ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    job = sweep / "0"
+    resumed = summary(job)
+    assert resumed["status"] == "completed" and resumed["overrides"][-1] == "trainer.resume=auto"
+    assert resumed["resumed_from"]["epoch"] == 1 and resumed["resumed_from"]["step_in_epoch"] > 0
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.out"))
+    assert "Requeued job" in logs
+
+    reference = tmp_path / "uninterrupted"
+    result = run_cli("train.py", *common, f"hydra.run.dir={reference}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert rows(job) == rows(reference)

@@ -49,4 +49,3 @@ class RequeueResumes:
             # This process runs one job of the sweep, not the sweep: end it with the signal's
             # status (the scheduler requeues it, or the sweep's report shows it as preempted).
             raise SystemExit(stop.exit_code) from None
-

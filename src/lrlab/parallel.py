@@ -57,3 +57,29 @@ def threads_per_job(num_threads: int | None) -> int | None:
         threads,
     )
     return threads
+
+
+# --- data parallel ranks (torchrun sets these variables in every process it starts) ---------
+
+
+def world_size() -> int:
+    """How many processes train this run together (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
+def process_rank() -> int:
+    return int(os.environ.get("RANK") or 0)
+
+
+def local_rank() -> int:
+    """This process's index on its machine: its GPU (cuda:<local_rank>)."""
+    return int(os.environ.get("LOCAL_RANK") or 0)
+
+
+def is_distributed() -> bool:
+    return world_size() > 1
+
+
+def is_main_process() -> bool:
+    """Rank 0: the process that writes the run's records, logs, checkpoints and W&B run."""
+    return process_rank() == 0

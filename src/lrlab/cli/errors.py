@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 
+from lrlab.cli.distributed import share_run_stamp
 from lrlab.cli.jobs import SweepReport, SweepStopped
 
 
@@ -20,6 +21,7 @@ def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepRepo
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    share_run_stamp()  # torchrun: every process picks the same run dir
     full_error = "HYDRA_FULL_ERROR" in os.environ  # the user asked for Hydra's tracebacks
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:

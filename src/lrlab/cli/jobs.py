@@ -110,12 +110,16 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
 
 def train_job(cfg: DictConfig) -> float | None:
     """train.py's job: check the run dir, write Hydra's files, train, act on the outcome."""
+    from lrlab.cli.distributed import barrier, quiet_other_ranks
+    from lrlab.parallel import is_main_process
     from lrlab.tasks.train import prepare, train
 
     def task(cfg: DictConfig) -> dict[str, Any]:
         run_dir = Path(cfg.paths.output_dir)
+        quiet_other_ranks()  # torchrun: rank 0 logs and writes
         start = prepare(cfg)  # refuses a dir holding another run before anything is written
-        if start.finished is None:
+        barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
+        if start.finished is None and is_main_process():
             write_hydra_files(run_dir, cfg)
         return train(cfg, start, current_overrides())
 

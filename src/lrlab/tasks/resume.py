@@ -22,6 +22,7 @@ RESUMABLE_KEYS = (
     "trainer.progress_bar",
     "trainer.num_workers",
     "trainer.num_threads",
+    "trainer.compile",
     "trainer.device",
     "trainer.log_every_n_steps",
     "trainer.checkpoint",

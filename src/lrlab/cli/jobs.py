@@ -126,7 +126,14 @@ def train_job(cfg: DictConfig) -> float | None:
     summary = run_job(task, cfg) or {}
     if summary.get("status") in STOPPED:
         stopped(summary, Path(cfg.paths.output_dir))
-    return summary.get("best_val_acc")  # the value sweepers optimise
+    # What a sweeper optimises (hparams_search); None for a run that failed or diverged early
+    if summary.get("status") == "completed" and cfg.optimized_metric not in summary:
+        log.warning(
+            "optimized_metric=%s is not a key of summary.json (e.g. best_val_acc, "
+            "final_val_acc, final_val_loss): the sweeper gets no value",
+            cfg.optimized_metric,
+        )
+    return summary.get(cfg.optimized_metric)
 
 
 def stopped(summary: dict[str, Any], run_dir: Path) -> None:

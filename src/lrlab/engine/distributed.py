@@ -67,7 +67,9 @@ def shard_loaders(data: DataBundle, seed: int) -> DataBundle:
     (every process gets ceil(N / world) samples a epoch, a few repeated to make them even) and
     every world-th validation sample (no repeats: the validation sums stay exact)."""
     train, val = data.train_loader, data.val_loader
-    sampler = EpochSampler(train.dataset, shuffle=True, seed=seed, drop_last=False)
+    sampler = EpochSampler(
+        train.dataset, world_size(), process_rank(), shuffle=True, seed=seed, drop_last=False
+    )
     val_part = Subset(val.dataset, range(process_rank(), len(val.dataset), world_size()))
 
     def loader(like: DataLoader, **kwargs: Any) -> DataLoader:

@@ -23,6 +23,7 @@ RESUMABLE_KEYS = (
     "trainer.num_workers",
     "trainer.num_threads",
     "trainer.compile",
+    "optimized_metric",
     "trainer.device",
     "trainer.log_every_n_steps",
     "trainer.checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,22 +58,24 @@ def test_joblib_sweep_reports_every_job_and_fails_for_a_failed_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_submitit_local_sweep_records_and_reports_each_job(tmp_path):
+def test_submitit_local_sweep_records_reports_and_resubmits_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(
-        "train.py",
-        "-m",
-        "hydra/launcher=slurm_local",
-        "seed=0,1",
-        "trainer.epochs=1",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
+    args = ["-m", "hydra/launcher=slurm_local", "seed=0,1", "trainer.epochs=1"]
+    result = run_cli("train.py", *args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for job in ("0", "1"):
         assert summary(sweep / job)["status"] == "completed"
         assert f"[{job}] seed={job} trainer.epochs=1: completed, best_val_acc" in result.stdout
     assert (sweep / ".submitit").is_dir()  # submitit's pickles and logs, beside the jobs
+
+    # Job 1 never ran (as if its node died before it started); the same sweep again:
+    finished = (sweep / "0" / "metrics.jsonl").read_text()
+    shutil.rmtree(sweep / "1")
+    again = [*args, "trainer.resume=auto", f"hydra.sweep.dir={sweep}"]
+    result = run_cli("train.py", *again, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (sweep / "0" / "metrics.jsonl").read_text() == finished  # reported, not retrained
+    assert summary(sweep / "1")["status"] == "completed"
 
 
 @pytest.mark.slow

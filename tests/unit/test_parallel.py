@@ -69,6 +69,22 @@ def test_a_requeued_job_resumes_and_a_first_run_does_not(monkeypatch):
     assert launcher.calls[-1] == ["seed=1", "trainer.resume=/some/run"]  # the user's choice
 
 
+def test_a_stopped_job_ends_its_process_with_a_result(monkeypatch, tmp_path):
+    """SweepStopped stops a sequential sweep; in a submitit job it only ends that job, which
+    still returns a result, so the submitting process can print the sweep's report."""
+    from lrlab.cli.jobs import SweepStopped
+
+    class Stopped(FakeSubmititLauncher):
+        def __call__(self, sweep_overrides, *args):
+            raise SweepStopped(tmp_path, 143)
+
+    class StoppedLauncher(RequeueResumes, Stopped):
+        pass
+
+    returned = StoppedLauncher()(["seed=1"], "hydra.sweep.dir", 0)
+    assert returned.overrides == ["seed=1"] and returned.return_value is None
+
+
 def test_a_job_slurm_requeued_resumes(monkeypatch):
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     launcher = Launcher()

@@ -25,6 +25,20 @@ log = logging.getLogger(__name__)
 RESUME = "trainer.resume=auto"
 
 
+def export_torch_distributed_env() -> None:
+    """A job of several tasks (hydra.launcher.tasks_per_node x nodes) trains data parallel:
+    set RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT from SLURM's variables, as torchrun
+    would (lrlab.engine.distributed reads them)."""
+    import submitit
+
+    try:
+        tasks = submitit.JobEnvironment().num_tasks
+    except RuntimeError:  # not in a submitit job
+        return
+    if tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export()
+
+
 def restarted_by_slurm() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
@@ -39,13 +53,18 @@ class RequeueResumes:
         return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
 
     def __call__(self, sweep_overrides: list[str], *args: Any) -> Any:
+        export_torch_distributed_env()
         resuming = self.requeued or restarted_by_slurm()
         if resuming and not any(o.startswith("trainer.resume=") for o in sweep_overrides):
             log.info("requeued job: continuing from its checkpoint (%s)", RESUME)
             sweep_overrides = [*sweep_overrides, RESUME]
         try:
             return super().__call__(sweep_overrides, *args)  # type: ignore[misc]
-        except SweepStopped as stop:
-            # This process runs one job of the sweep, not the sweep: end it with the signal's
-            # status (the scheduler requeues it, or the sweep's report shows it as preempted).
-            raise SystemExit(stop.exit_code) from None
+        except SweepStopped:
+            # This process runs one job of the sweep, not the sweep: the job ends here, recorded
+            # as preempted (SLURM requeues a preempted job itself where the cluster is set up
+            # to; the sweep's report shows it otherwise). An exit without a result would make
+            # the submitting process fail without its report.
+            from hydra.core.utils import JobReturn, JobStatus
+
+            return JobReturn(overrides=sweep_overrides, status=JobStatus.COMPLETED)

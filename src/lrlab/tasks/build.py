@@ -15,6 +15,7 @@ from lrlab.engine.distributed import (
     DistributedTrainStep,
     data_parallel,
     device_of_this_rank,
+    init_process_group,
     shard_loaders,
 )
 from lrlab.engine.step import TrainStep
@@ -64,7 +65,8 @@ def build_components(cfg: DictConfig) -> Components:
     data = build_data(
         cfg.data, seed=cfg.seed, num_workers=t.num_workers, pin_memory=device.type == "cuda"
     )
-    if is_distributed():  # torchrun: this process's shard of the data
+    if is_distributed():  # torchrun (or a multi-task SLURM job): this process's shard
+        init_process_group()
         data = shard_loaders(data, cfg.seed)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
     if t.channels_last:  # NHWC convolutions: 1.3x faster flowers epochs on CPU (benchmarks/)

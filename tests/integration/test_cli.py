@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def only_dir(pattern: str, cwd: Path) -> Path:
@@ -93,3 +93,24 @@ def test_find_lr_sweep_prints_each_jobs_suggestions(tmp_path):
     assert all("valley" in line for line in lines)
     sweep = only_dir("outputs/lr_find_multiruns/*/*", tmp_path)
     assert (sweep / "0" / "lr_find.json").is_file() and (sweep / "1" / "lr_find.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_users_model_from_its_own_config_dir(tmp_path):
+    """docs/extending.md: a model is a Python class plus one YAML, no lrlab edit."""
+    conf = tmp_path / "my_conf" / "model"
+    conf.mkdir(parents=True)
+    (conf / "tiny.yaml").write_text("_target_: tests.helpers.toy.TinyNet\nwidth: 6\n")
+    env = {"PYTHONPATH": str(ROOT)}
+    args = ["--config-dir", str(tmp_path / "my_conf"), "model=tiny", "debug=fast"]
+    result = run_cli("train.py", *args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_dir("outputs/runs/*/*", tmp_path)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    typo = run_cli("train.py", *args, "+model.widht=3", cwd=tmp_path, env=env)
+    assert typo.returncode == 2
+    assert (
+        typo.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: model.widht is not a key of model; did you mean model.width?")
+    )

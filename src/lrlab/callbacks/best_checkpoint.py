@@ -31,19 +31,18 @@ class BestCheckpoint(Callback):
     def on_validation_end(self, state: TrainState) -> None:
         value = state.metrics[self.monitor]
         folder = state.run_dir / "checkpoints"
-        if improves(value, self.top[0][0] if self.top else None, self.mode):
+        best_before = self.top[0][0] if self.top else None
+        ranked = sorted([*self.top, (value, state.epoch)], key=self._rank)
+        self.top, dropped = ranked[: self.save_top_k], ranked[self.save_top_k :]
+        # The files are saved after the update, so they hold this callback's new state.
+        if improves(value, best_before, self.mode):
             state.checkpointer.save(folder / "best.ckpt", state)
             log.info("best.ckpt: %s %.4f at epoch %d", self.monitor, value, state.epoch)
-        if self.save_top_k == 1:
-            self.top = sorted([*self.top, (value, state.epoch)], key=self._rank)[:1]
-            return
-        ranked = sorted([*self.top, (value, state.epoch)], key=self._rank)
-        kept, dropped = ranked[: self.save_top_k], ranked[self.save_top_k :]
-        if (value, state.epoch) in kept:
-            state.checkpointer.save(self.top_path(folder, state.epoch), state)
-        for _, epoch in dropped:
-            self.top_path(folder, epoch).unlink(missing_ok=True)
-        self.top = kept
+        if self.save_top_k > 1:
+            if (value, state.epoch) in self.top:
+                state.checkpointer.save(self.top_path(folder, state.epoch), state)
+            for _, epoch in dropped:
+                self.top_path(folder, epoch).unlink(missing_ok=True)
 
     def _rank(self, entry: tuple[float, int]) -> tuple[float, int]:
         value, epoch = entry

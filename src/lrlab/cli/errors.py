@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
 from lrlab.cli.distributed import share_run_stamp
 from lrlab.cli.jobs import SweepReport, SweepStopped
 
@@ -41,22 +43,26 @@ def one_line(error: BaseException) -> str:
     cause = error.__cause__ or error
     key = getattr(cause, "full_key", None)
     schema = getattr(cause, "object_type", None)
-    text = str(cause)
-    if key and ("not in struct" in text or "not found" in text.lower()):
+    first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if key and isinstance(cause, ConfigAttributeError | ConfigKeyError) and "not in" in first:
         path, _, name = key.rpartition(".")
         allowed = [f.name for f in fields(schema)] if is_dataclass(schema) else []
         close = difflib.get_close_matches(name, [a for a in allowed if not a.startswith("_")], 1)
         hint = f"; did you mean {path + '.' if path else ''}{close[0]}?" if close else ""
         return f"{key} is not a key of {path or 'the config'}{hint} (`--cfg job` shows them all)"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if key and isinstance(cause, ValidationError):  # a value of the wrong type
+        return f"{key}: {first}"
+    text = str(error).split("Config search path:")[0]  # Hydra appends its search path
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("full_key:", "object_type="))]
-    text, listing = "", False
+    lines = [line for line in lines if not line.startswith("reference_type=")]
+    out, listing = "", False
     for line in lines:  # "Available options in 'optimizer':" is followed by one per line
         if listing:
-            text += ("" if text.endswith(": ") else ", ") + line
+            out += ("" if out.endswith(": ") else ", ") + line
         else:
-            text += ("; " if text else "") + line + (" " if line.endswith(":") else "")
+            out += ("; " if out else "") + line + (" " if line.endswith(":") else "")
             listing = line.endswith(":")
-    if key and key not in text:
-        text += f" ({key})"
-    return text.strip()
+    if key and key not in out:
+        out += f" ({key})"
+    return out.strip()

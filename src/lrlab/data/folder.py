@@ -1,0 +1,165 @@
+"""Any folder of class subfolders (`root/<class>/<image>`), e.g. the flowers.
+
+A stratified, seeded validation split (or a separate `val_root`), train augmentation, and
+per-channel mean/std of the train split (cached on disk) or ImageNet's. With `cache_images`
+every image is decoded once into memory instead of every epoch; the random augmentation still
+runs per sample, with the same transforms, random draws and resulting tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import MISSING
+from torch.utils.data import Subset
+
+from lrlab.data.cache import cached_datasets
+from lrlab.data.loaders import DataConfig, DataSets
+from lrlab.data.split import check_split_settings, stratified_split
+from lrlab.data.stats import channel_stats
+from lrlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, check_images, image_transforms
+from lrlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+NORMALIZE_OPTIONS = ("dataset", "imagenet")
+# What torchvision's ImageFolder loads; other files are skipped (and counted in the log).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class ImageFolderConfig(DataConfig):
+    _target_: str = "lrlab.data.folder.image_folder"
+    name: str = "imagefolder"
+    batch_size: int = 32
+    root: str | None = None  # required: data.root=/path/to/images
+    val_root: str | None = None  # a separate validation folder with the same classes
+    image_size: int = 64  # train: random resized crop to this; val: resize + center crop
+    val_fraction: float = 0.2  # used when val_root is null
+    split_seed: int = 0
+    augment: bool = True  # random resized crop (scale 0.7-1) + horizontal flip
+    normalize: str = "dataset"  # dataset: the train split's mean/std | imagenet: ImageNet's
+    cache_images: bool = True  # decode once into memory (4 bytes/pixel) instead of every epoch
+    cache_max_gb: float = 2.0  # above this: a warning, and decoding every epoch instead
+    cache_short_side: int | None = None  # stored train images' shorter side; null: 2 x image_size
+    stats_dir: str = MISSING  # where the channel statistics are cached (paths.data_dir)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_split_settings(self.val_fraction, self.image_size)
+        if self.normalize not in NORMALIZE_OPTIONS:
+            raise ConfigError(
+                f"data.normalize={self.normalize!r} is not one of {NORMALIZE_OPTIONS}"
+            )
+
+
+def image_folder(
+    root: str | None,
+    val_root: str | None,
+    image_size: int,
+    val_fraction: float,
+    split_seed: int,
+    augment: bool,
+    normalize: str,
+    cache_images: bool,
+    cache_max_gb: float,
+    cache_short_side: int | None,
+    stats_dir: str,
+) -> DataSets:
+    from torchvision.datasets import ImageFolder
+
+    root_dir = check_image_root(root, "data.root")
+    val_dir = check_image_root(val_root, "data.val_root") if val_root else None
+
+    def folder(path: Path, transform: Callable | None) -> ImageFolder:
+        try:
+            return ImageFolder(str(path), transform=transform)
+        except FileNotFoundError as e:  # torchvision's message names the empty class folders
+            raise ConfigError(f"{path}: {e}") from None
+
+    scan = folder(root_dir, None)
+    check_scan(root_dir, scan.classes)
+    if val_dir is None:
+        labels = np.array(scan.targets)
+        if np.bincount(labels).min() < 2:
+            raise ConfigError(f"{root_dir}: every class folder needs at least 2 images for a split")
+        train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
+        val_samples = [scan.samples[i] for i in val_idx]
+    else:
+        val_scan = folder(val_dir, None)
+        check_scan(val_dir, val_scan.classes)
+        if val_scan.classes != scan.classes:
+            raise ConfigError(
+                f"data.val_root classes {val_scan.classes} differ from data.root's {scan.classes}"
+            )
+        train_idx, val_idx = list(range(len(scan))), None
+        val_samples = list(val_scan.samples)
+    train_samples = [scan.samples[i] for i in train_idx]
+
+    train_files = [p for p, _ in train_samples]
+    all_files = [p for p, _ in scan.samples] + ([p for p, _ in val_samples] if val_dir else [])
+    if normalize == "imagenet":  # what ImageNet-pretrained models saw
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        check_images(all_files)
+    else:
+        mean, std = channel_stats(train_files, all_files, image_size, Path(stats_dir))
+    train_tf, val_tf = image_transforms(image_size, mean, std, augment=augment)
+
+    def sets(train, val) -> DataSets:
+        return DataSets(train, val, scan.classes, in_channels=3, image_size=image_size)
+
+    if cache_images:
+        cached = cached_datasets(
+            train_samples,
+            val_samples,
+            train_tf,
+            mean,
+            std,
+            image_size,
+            augment,
+            cache_short_side,
+            cache_max_gb,
+        )
+        if cached is not None:
+            return sets(*cached)
+    train_set = Subset(folder(root_dir, train_tf), train_idx)
+    if val_dir is None:
+        return sets(train_set, Subset(folder(root_dir, val_tf), val_idx))
+    return sets(train_set, folder(val_dir, val_tf))
+
+
+def check_image_root(path: str | None, key: str) -> Path:
+    if path in (None, "", "???"):
+        raise ConfigError(f"{key} is not set: point it at a folder with one subfolder per class")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"{key}={path!r} does not exist or is not a directory")
+    if not any(p.is_dir() for p in root.iterdir()):
+        raise ConfigError(f"{key}={path!r} has no class subfolders")
+    return root
+
+
+def check_scan(root: Path, classes: list[str]) -> None:
+    """Refuse a single class (it trains to 100% without a word); say which files are skipped."""
+    if len(classes) < 2:
+        raise ConfigError(
+            f"{root} has a single class folder ({classes[0]!r}); a classifier needs at least 2"
+        )
+    skipped = Counter(
+        p.suffix.lower() or "(no extension)"
+        for p in root.glob("*/**/*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMG_EXTENSIONS
+    )
+    if skipped:
+        log.warning(
+            "%s: skipped %d files the image loader does not read (%s); loaded: %s",
+            root,
+            sum(skipped.values()),
+            ", ".join(f"{ext}: {n}" for ext, n in skipped.most_common()),
+            " ".join(IMG_EXTENSIONS),
+        )

@@ -1,0 +1,179 @@
+"""The composed config: every option composes, one source per default, unknown keys and wrong
+types refused with one line naming them, and user pieces plugged in by `_target_`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf, open_dict
+
+from lrlab.errors import ConfigError
+from lrlab.tasks.config import SCHEMAS, check_config
+from tests.helpers import CONF, compose_cfg
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+# What an option needs besides itself to compose into a run that passes check_config.
+NEEDS = {("data", "imagefolder"): ["data.root=/data/x"]}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_of_every_group_composes_and_checks(tmp_path, group, option):
+    prefix = "+" if group == "recipe" else ""  # recipes are not in train.yaml's defaults
+    overrides = [f"{prefix}{group}={option}", *NEEDS.get((group, option), [])]
+    if group == "experiment" or option == "flowers":
+        overrides.append("data.root=/data/flowers")
+    cfg = compose_cfg(overrides, tmp_path)
+    check_config(cfg)  # types, unknown keys and every schema's range checks
+
+
+@pytest.mark.parametrize("config_name", ["train", "find_lr"])
+def test_both_entry_configs_compose(tmp_path, config_name):
+    check_config(compose_cfg([], tmp_path, config_name=config_name))
+
+
+@pytest.mark.parametrize(
+    ("group", "option", "schema"),
+    [(g, o, s) for g, options in SCHEMAS.items() for o, s in options.items()],
+)
+def test_yaml_files_do_not_restate_a_schema_default(group, option, schema):
+    """One source per default: the schema. A YAML file sets only what differs from it."""
+    defaults = {f.name: f for f in dataclasses.fields(schema)}
+    path = CONF / group / f"{option}.yaml"
+    if not path.is_file():
+        pytest.skip(f"no {path.name}: {group} option {option} comes from a file of another name")
+    own = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(path)).items() if k != "defaults"}
+    for key, value in own.items():
+        field = defaults[key]
+        default = field.default_factory() if callable(field.default_factory) else field.default
+        assert value != default, f"{path.name} restates the default {key}={value!r}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "hint"),
+    [
+        (["+trainer.epoch=3"], "trainer.epoch", "trainer.epochs"),
+        (["+trainer.grad_clp=1.0"], "trainer.grad_clp", "trainer.grad_clip"),
+        (["+foo=1"], "foo", None),
+        (["+optimizer.momentun=0.9", "optimizer=sgd"], "optimizer.momentun", "optimizer.momentum"),
+        (["+model.chanels=[8]"], "model.chanels", "model.channels"),
+        (
+            ["callbacks=early_stopping", "+callbacks.early_stopping.patiense=2"],
+            "callbacks.early_stopping.patiense",
+            "callbacks.early_stopping.patience",
+        ),
+    ],
+)
+def test_keys_added_with_plus_are_checked(tmp_path, overrides, key, hint):
+    """Hydra lets `+key=value` add any key; check_config refuses the unknown ones."""
+    try:
+        cfg = compose_cfg(overrides, tmp_path)
+    except ConfigCompositionException:
+        assert key is None  # refused by Hydra already (the group/struct) is fine too
+        return
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    message = str(err.value)
+    assert "\n" not in message
+    if key is not None:
+        assert message.startswith(f"{key} is not a key of")
+    if hint is not None:
+        assert f"did you mean {hint}?" in message
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.epoch=3", "trainer.epochs=abc", "model.lr_mult=abc", "data.batch_size=1.5",
+     "model.frozen_bn_eval=maybe", "lr_find.num_it=many", "scheduler.pct_start=half"],
+)  # fmt: skip
+def test_unknown_keys_and_wrong_types_fail_at_composition(tmp_path, override):
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg([override], tmp_path)
+
+
+def test_a_misspelt_key_in_an_experiment_file_is_refused(tmp_path):
+    """A YAML typo (not only a command-line one): the schema refuses it while composing."""
+    from hydra import compose, initialize_config_dir
+
+    extra = tmp_path / "conf" / "experiment"
+    extra.mkdir(parents=True)
+    (extra / "typo.yaml").write_text("# @package _global_\ntrainer:\n  grad_clp: 1.0\n")
+    with (
+        initialize_config_dir(config_dir=str(CONF), version_base="1.3"),
+        pytest.raises(ConfigCompositionException) as err,
+    ):
+        compose("train", [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=typo"])
+    assert "grad_clp" in str(err.value.__cause__ or err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.epochs=0", "trainer.epochs must be an integer >= 1, got 0"),
+        ("data.val_fraction=1.5", "data.val_fraction must be in (0, 1), got 1.5"),
+        ("model.dropout=1.0", "model.dropout must be in [0, 1), got 1.0"),
+        ("lr_find.smooth_beta=1", "lr_find.smooth_beta must be in [0, 1)"),
+        ("trainer.label_smoothing=-0.1", "trainer.label_smoothing must be in [0, 1)"),
+        ("trainer.checkpoint_every_n_steps=0", "trainer.checkpoint_every_n_steps must be null"),
+        ("callbacks=[ema,early_stopping]", None),  # valid: composes and checks
+    ],
+)
+def test_range_checks_live_in_the_schemas(tmp_path, override, message):
+    cfg = compose_cfg([override], tmp_path)
+    if message is None:
+        check_config(cfg)
+        return
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert str(err.value).startswith(message)
+
+
+def test_a_callback_without_target_is_refused(tmp_path):
+    cfg = compose_cfg([], tmp_path)
+    with open_dict(cfg):
+        cfg.callbacks = {"mine": {"every": 2}}
+    with pytest.raises(ConfigError, match="callbacks.mine needs a _target_"):
+        check_config(cfg)
+
+
+def test_a_users_model_data_set_and_callback_train_by_target(tmp_path):
+    """A new model, data set or callback is a Python file plus a config: no dispatcher edit."""
+    from lrlab.tasks.train import train
+    from lrlab.tracking import read_jsonl
+
+    cfg = compose_cfg(["trainer.epochs=2", "trainer.checkpoint=false"], tmp_path / "run")
+    with open_dict(cfg):
+        cfg.model = OmegaConf.create({"_target_": "tests.helpers.toy.TinyNet", "width": 4})
+        cfg.data = OmegaConf.create(
+            {"_target_": "tests.helpers.toy.blobs", "name": "blobs", "batch_size": 16, "n": 96}
+        )
+        cfg.callbacks = {"count": {"_target_": "tests.helpers.toy.CountSteps"}}
+    check_config(cfg)
+    summary = train(cfg)
+    assert (
+        summary["status"] == "completed" and summary["steps"] == 2 * 5
+    )  # 72 train images, batches of 16
+    assert (tmp_path / "run" / "steps.txt").read_text() == str(summary["steps"])
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows if r["type"] == "epoch"] == [1, 2]
+    # a misspelt argument of the user's model is refused like any other unknown key
+    with open_dict(cfg):
+        cfg.model.widht = 4
+    with pytest.raises(ConfigError, match="model.widht is not a key of model; did you mean"):
+        check_config(cfg)
+
+
+def test_schemas_reach_the_root_and_hydra_sees_them(tmp_path):
+    cfg = compose_cfg(["data=flowers", "model=timm"], tmp_path)
+    assert OmegaConf.get_type(cfg.trainer).__name__ == "TrainerConfig"
+    assert OmegaConf.get_type(cfg.data).__name__ == "ImageFolderConfig"
+    assert OmegaConf.get_type(cfg.model).__name__ == "TimmConfig"
+    assert OmegaConf.get_type(cfg.scheduler).__name__ == "OneCycle"
+    assert cfg.data.name == "flowers" and cfg.data.image_size == 64  # schema default
+
+
+def test_conf_dir_is_where_tests_look():
+    assert (CONF / "train.yaml").is_file() and Path(CONF).name == "conf"

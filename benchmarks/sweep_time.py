@@ -38,7 +38,9 @@ def suites(flowers: Path) -> dict[str, tuple[list[str], dict[str, list[str]]]]:
             ["seed=0,1,2,3", "trainer.epochs=3"],
             {
                 "sequential (basic launcher, 2 threads)": [],
+                "sequential, 1 thread": ["trainer.num_threads=1"],
                 "joblib n_jobs=2 (1 thread per job)": JOBLIB,
+                # slow (minutes): only with --only oversubscribed
                 "joblib n_jobs=2, 2 threads per job (oversubscribed)": [
                     *JOBLIB,
                     "trainer.num_threads=2",
@@ -49,6 +51,7 @@ def suites(flowers: Path) -> dict[str, tuple[list[str], dict[str, list[str]]]]:
             ["data=flowers", f"data.root={flowers}", "seed=0,1", "trainer.epochs=1"],
             {
                 "sequential (basic launcher, 2 threads)": [],
+                "sequential, 1 thread": ["trainer.num_threads=1"],
                 "joblib n_jobs=2 (1 thread per job)": JOBLIB,
             },
         ),
@@ -96,11 +99,13 @@ def main() -> None:
     parser.add_argument("suite", choices=["digits", "flowers"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--flowers-root", type=Path, default=FLOWERS)
-    parser.add_argument("--only", default=None, help="regex: run only the matching variants")
+    parser.add_argument(
+        "--only", default=None, help="regex: the variants to run besides the sequential ones"
+    )
     args = parser.parse_args()
     base, variants = suites(args.flowers_root)[args.suite]
-    if args.only:
-        variants = {k: v for k, v in variants.items() if re.search(args.only, k)}
+    only = args.only or "^(?!.*oversubscribed)"
+    variants = {k: v for k, v in variants.items() if re.search(only, k) or k.startswith("seq")}
     runs: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):

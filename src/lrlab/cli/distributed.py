@@ -40,8 +40,13 @@ def quiet_other_ranks() -> None:
 
 
 def barrier() -> None:
-    """Wait for every process (no-op without torchrun)."""
+    """Wait for every process of a data parallel run, joining its process group first (a
+    multi-task SLURM job has not joined it yet); no-op in a single-process run."""
+    if not is_distributed():
+        return
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    from lrlab.engine.distributed import init_process_group
+
+    init_process_group()
+    dist.barrier()

@@ -46,4 +46,3 @@ def digits(image_size: int, val_fraction: float, split_seed: int) -> DataSets:
         in_channels=1,
         image_size=image_size,
     )
-

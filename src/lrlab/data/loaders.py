@@ -86,4 +86,3 @@ def build_data(
         image_size=sets.image_size,
         class_names=sets.class_names,
     )
-

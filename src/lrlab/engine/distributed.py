@@ -42,8 +42,18 @@ def init_process_group() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend)
-    atexit.register(dist.destroy_process_group)
+    atexit.register(leave_process_group)
     log.info("process %d of %d (backend %s)", process_rank(), world_size(), backend)
+
+
+def leave_process_group() -> None:
+    """At exit, together: a process that tears its connections down while another still uses
+    them can abort the other ("terminate called without an active exception")."""
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def device_of_this_rank(device: torch.device) -> torch.device:

@@ -107,3 +107,33 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
     result = run_cli("train.py", *common, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert rows(job) == rows(reference)
+
+
+@pytest.mark.slow
+def test_a_two_task_submitit_job_trains_data_parallel_like_torchrun(tmp_path):
+    """hydra.launcher.tasks_per_node=2: lrlab sets torchrun's variables from submitit's
+    environment, and the job gives the rows of `torchrun --nproc_per_node=2`."""
+    import subprocess
+    import sys
+
+    common = ["seed=0", "trainer.epochs=1", "data.batch_size=32", "trainer.num_threads=1"]
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm_local",
+        "hydra.launcher.tasks_per_node=2",
+        *common,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert summary(sweep / "0")["world_size"] == 2
+
+    reference = tmp_path / "torchrun"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    cmd = [*torchrun, str(ROOT / "train.py"), *common, f"hydra.run.dir={reference}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert rows(sweep / "0") == rows(reference)

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,19 +75,49 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
         (out / name).write_text(OmegaConf.to_yaml(node))
 
 
+# Signals that stop a sweep whose jobs run side by side (joblib): the running jobs checkpoint
+# and end, the jobs not started yet do not start, and the sweep reports and exits 128 + signal.
+SWEEP_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_sweep_stop: int | None = None  # this process's: the exit status of a stopped sweep
+
+
+def parallel_jobs() -> int | None:
+    """`n_jobs` of a launcher that runs several jobs at once on this machine (joblib)."""
+    hc = hydra_runtime()
+    return OmegaConf.select(hc.launcher, "n_jobs") if is_multirun() else None
+
+
+def record_sweep_stop(signum: int, frame: Any) -> None:
+    global _sweep_stop
+    if _sweep_stop is None:
+        log.warning(
+            "%s: the running jobs checkpoint and stop, the others do not start",
+            signal.Signals(signum).name,
+        )
+    _sweep_stop = 128 + signum
+
+
+def catch_sweep_stops() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for signum in SWEEP_STOP_SIGNALS:
+            signal.signal(signum, record_sweep_stop)
+
+
 def set_up_launcher_worker() -> None:
     """In a job that a launcher runs beside others on this machine (joblib's `n_jobs`): tell
-    `lrlab.parallel` how many run at once, so each job takes its share of the cores; and give
+    `lrlab.parallel` how many run at once, so each job takes its share of the cores; give
     DataLoader workers the platform's start method back (joblib's loky workers make their own
-    the default, and a DataLoader cannot start its workers with it)."""
+    the default, and a DataLoader cannot start its workers with it); and between jobs, record a
+    stop signal instead of dying of it (the running job's StopSignals hands it on here)."""
     import multiprocessing
 
     from lrlab.parallel import CONCURRENT_JOBS_ENV
 
-    hc = hydra_runtime()
-    n_jobs = OmegaConf.select(hc.launcher, "n_jobs") if is_multirun() else None
-    if n_jobs is not None:
-        os.environ.setdefault(CONCURRENT_JOBS_ENV, str(n_jobs))
+    n_jobs = parallel_jobs()
+    if n_jobs is None:
+        return
+    os.environ.setdefault(CONCURRENT_JOBS_ENV, str(n_jobs))
+    catch_sweep_stops()
     if multiprocessing.get_start_method(allow_none=True) == "loky":
         multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
 
@@ -116,6 +147,9 @@ def train_job(cfg: DictConfig) -> float | None:
 
     def task(cfg: DictConfig) -> dict[str, Any]:
         run_dir = Path(cfg.paths.output_dir)
+        if _sweep_stop is not None:  # a parallel sweep that is stopping: do not start
+            log.warning("the sweep was stopped: %s not started", run_dir)
+            return {}
         quiet_other_ranks()  # torchrun: rank 0 logs and writes
         start = prepare(cfg)  # refuses a dir holding another run before anything is written
         barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
@@ -153,6 +187,11 @@ def stopped(summary: dict[str, Any], run_dir: Path) -> None:
         file=sys.stderr,
     )
     hc = hydra_runtime()
+    if parallel_jobs() is not None:
+        # One job of a parallel sweep: the process goes on (it is a launcher's worker); its
+        # next jobs do not start, and the sweep's own process reports and exits.
+        record_sweep_stop(signum, None)
+        return
     if is_multirun():
         raise SweepStopped(Path(hc.sweep.dir), 128 + signum)
     raise SystemExit(128 + signum)
@@ -167,6 +206,8 @@ class SweepReport(Callback):
         from lrlab.tasks.resume import describe
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        if OmegaConf.select(config, "hydra.launcher.n_jobs") is not None:
+            catch_sweep_stops()  # jobs side by side: stop them all, then report (below)
         if not sweep_dir.is_dir() or OmegaConf.select(config, "trainer.resume") == "auto":
             return
         held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
@@ -180,7 +221,10 @@ class SweepReport(Callback):
             raise SystemExit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.report(Path(config.hydra.sweep.dir)):
+        failed = self.report(Path(config.hydra.sweep.dir))
+        if _sweep_stop is not None:
+            raise SystemExit(_sweep_stop)
+        if failed:
             raise SystemExit(1)
 
     def report(self, sweep_dir: Path) -> list[str]:

@@ -1,15 +1,19 @@
 """LR range test: `python find_lr.py` takes train.py's config groups and overrides
 (`python find_lr.py optimizer=sgd data=flowers data.root=...`) and writes lr_find.json/png.
-See the README's "LR finder" section."""
+See docs/lr_finder.md."""
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from lrlab.runtime import configure_process
 
-from lrlab.cli.errors import main as run_cli
-from lrlab.cli.jobs import LRFindSweepReport, find_lr_job
-from lrlab.tasks.config import register_configs
+configure_process()  # before anything loads torch: OpenMP reads its wait policy once
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from lrlab.cli.errors import main as run_cli  # noqa: E402
+from lrlab.cli.jobs import LRFindSweepReport, find_lr_job  # noqa: E402
+from lrlab.tasks.config import register_configs  # noqa: E402
 
 register_configs()
 

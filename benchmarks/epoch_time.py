@@ -131,12 +131,10 @@ def measure(base: list[str], v: Variant, epochs: int, max_batches: int | None) -
     """Build the data and model as `train.py` does, then time epochs of the real TrainStep."""
     import itertools
 
-    from lrlab.data import build_data
+    from lrlab.engine.step import TrainStep, evaluate
     from lrlab.models import build_model
-    from lrlab.optim import build_optimizer
-    from lrlab.training import TrainStep, evaluate
     from lrlab.utils import seed_everything
-    from tests.conftest import compose_cfg
+    from tests.helpers import build_data_from, build_optimizer_from, compose_cfg
 
     torch.set_num_threads(v.threads or DEFAULT_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,12 +144,12 @@ def measure(base: list[str], v: Variant, epochs: int, max_batches: int | None) -
         seed_everything(cfg.seed)
         out: dict = {"variant": v.name}
         w, c = time.perf_counter(), cpu_seconds()
-        data = build_data(cfg)
+        data = build_data_from(cfg)
         out["build_wall"], out["build_cpu"] = time.perf_counter() - w, cpu_seconds() - c
         model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
         if v.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        step = TrainStep(model, build_optimizer(cfg, model), torch.device("cpu"))
+        step = TrainStep(model, build_optimizer_from(cfg, model), torch.device("cpu"))
         n_train = 0
 
         def train_epoch() -> None:
@@ -292,7 +290,7 @@ def startup_suite(args) -> tuple[str, dict]:
     py = sys.executable
     commands = {
         "python -c 'import torch' (floor)": [py, "-c", "import torch"],
-        "python -c 'import lrlab.training'": [py, "-c", "import lrlab.training"],
+        "python -c 'import lrlab.tasks.train'": [py, "-c", "import lrlab.tasks.train"],
         "python train.py debug=fast (digits)": [py, str(ROOT / "train.py"), "debug=fast"],
         "python train.py debug=fast data=flowers": [
             py,

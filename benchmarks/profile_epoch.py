@@ -30,11 +30,11 @@ STAGES = [
     ("decode JPEG (ImageFolder's pil_loader)", "datasets/folder.py", "pil_loader"),
     ("transforms (v2.Compose)", "transforms/v2/_container.py", "forward"),
     ("collate (default_collate)", "_utils/collate.py", "default_collate"),
-    ("train step (TrainStep: forward + backward + step)", "lrlab/training.py", "__call__"),
+    ("train step (TrainStep: forward + backward + step)", "lrlab/engine/step.py", "__call__"),
     ("  forward (SimpleCNN.forward, train and validation)", "models/simple_cnn.py", "forward"),
     ("  backward", "torch/_tensor.py", "backward"),
     ("  optimizer step", "torch/optim/optimizer.py", "wrapper"),
-    ("validation (evaluate: data + forward)", "lrlab/training.py", "evaluate"),
+    ("validation (evaluate: data + forward)", "lrlab/engine/step.py", "evaluate"),
 ]
 
 
@@ -55,12 +55,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="save the cProfile stats here")
     args = parser.parse_args()
 
-    from lrlab.data import build_data
+    from lrlab.engine.step import TrainStep, evaluate
     from lrlab.models import build_model
-    from lrlab.optim import build_optimizer
-    from lrlab.training import TrainStep, evaluate
     from lrlab.utils import seed_everything
-    from tests.conftest import compose_cfg
+    from tests.helpers import build_data_from, build_optimizer_from, compose_cfg
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,11 +66,11 @@ def main() -> None:
         cfg = compose_cfg(args.overrides, Path(tmp))
         cfg.paths.data_dir = str(ROOT / "data")  # reuse the channel stats cache
         seed_everything(cfg.seed)
-        data = build_data(cfg)
+        data = build_data_from(cfg)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step = TrainStep(model, build_optimizer(cfg, model), torch.device("cpu"))
+    step = TrainStep(model, build_optimizer_from(cfg, model), torch.device("cpu"))
 
     profiler = cProfile.Profile()
     wall, cpu = time.perf_counter(), time.process_time()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lrlab.analysis import compare, read_reference
+from lrlab.analysis import compare, markdown, read_reference
 from lrlab.analysis.cli import main
 from lrlab.errors import ConfigError
 from tests.helpers.analysis_runs import make_sweep, write_run
@@ -196,7 +196,7 @@ def test_by_groups_a_search_and_shows_the_searched_parameters(search: Path) -> N
     assert c.groups["runs"].tolist() == [3, 3, 1]
     assert c.params == ["optimizer.lr", "optimizer.weight_decay"]
     assert c.runs["optimizer.lr"].tolist() == [0.0001, 0.001, 0.01, 1.0, 0.1, 0.003, 0.002]
-    md = c.markdown()
+    md = markdown(c)
     assert "Searched parameters (they vary within groups): `optimizer.lr`" in md
     best = md.split("## Best run per group")[1].split("## Runs")[0]
     assert (

@@ -19,6 +19,7 @@ from lrlab.analysis import (
     format_mean_std,
     load_runs,
     mean_std,
+    write_report,
 )
 from tests.helpers.analysis_runs import JOBS, make_sweep, write_run
 
@@ -183,7 +184,7 @@ def test_frames_are_tidy(sweep: Path) -> None:
 def test_write_report_and_figures(sweep: Path, tmp_path: Path) -> None:
     plt = pytest.importorskip("matplotlib.pyplot")
     out = tmp_path / "out"
-    written = compare([sweep], target=0.75).write(out)
+    written = write_report(compare([sweep], target=0.75), out)
     md = (out / "report.md").read_text()
     assert "| recipe=sgd_clr | 3 | 2 completed, 1 diverged | 0.5000 ± 0.2000 |" in md
     assert "| recipe=rmsprop | 2 | 1 failed, 1 missing | – | – | – | – | – |" in md

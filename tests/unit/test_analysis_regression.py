@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lrlab.analysis import DEFAULT_IGNORE, compare
+from lrlab.analysis import DEFAULT_IGNORE, compare, write_report
 from lrlab.analysis.runs import override_key
 from lrlab.analysis.stats import is_ignored
 
@@ -47,7 +47,7 @@ def test_same_numbers_as_the_pre_pandas_report(
     stem: str, kwargs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(FIXTURES)  # the reference was written from here: `Sources: compare_sweep`
-    written = compare([SWEEP.name], **kwargs).write(tmp_path, figures=False)
+    written = write_report(compare([SWEEP.name], **kwargs), tmp_path, figures=False)
     expected = json.loads((REFERENCE / f"{stem}.json").read_text())
     got = json.loads(written["json"].read_text())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lrlab.analysis.comparison import compare
 from lrlab.analysis.reference import beside, read_reference
-from lrlab.analysis.report import reference_table
+from lrlab.analysis.report import group_table, reference_table, write_report
 from lrlab.analysis.stats import DEFAULT_IGNORE
 from lrlab.errors import ConfigError
 
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or (
             Path(args.paths[0]) if len(args.paths) == 1 else Path("outputs/comparison")
         )
-        written = comparison.write(
+        written = write_report(
+            comparison,
             out,
             figures=not args.no_figures,
             plot_vs=args.plot_vs,
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(comparison.table())
+    print(group_table(comparison))
     print()
     if reference is not None:
         print(f"Against {reference.path}:")

@@ -16,8 +16,6 @@ from lrlab.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from lrlab.analysis.reference import Reference
-
 
 @dataclass
 class Comparison:
@@ -77,34 +75,6 @@ class Comparison:
         m = self.metric
         columns = [f"final_{m}", f"best_{m}", "best_epoch", "wall_time_s"]
         return columns + (["epochs_to_target"] if self.target is not None else [])
-
-    def table(self) -> str:
-        from lrlab.analysis.report import group_table
-
-        return group_table(self)
-
-    def runs_table(self) -> str:
-        from lrlab.analysis.report import runs_table
-
-        return runs_table(self)
-
-    def markdown(self, figures: Sequence[str] = (), reference: Reference | None = None) -> str:
-        from lrlab.analysis.report import markdown
-
-        return markdown(self, figures, reference)
-
-    def write(
-        self,
-        out_dir: str | Path,
-        figures: bool = True,
-        plot_vs: Sequence[str] = (),
-        plot_value: str = "best",
-        reference: Reference | None = None,
-    ) -> dict[str, Path]:
-        """report.md, report.json, curves.png, lr.png and one PNG per `plot_vs` key."""
-        from lrlab.analysis.report import write_report
-
-        return write_report(self, out_dir, figures, plot_vs, plot_value, reference)
 
     def curves_figure(self, metrics: Sequence[str] | None = None) -> Figure:
         from lrlab.analysis import figures

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 # Summary fields a resumed run carries over from its checkpoint.
 CARRIED = ("best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "lr_find")
+# Outcomes a run cannot be resumed from: their summary says how far training went, checkpoint
+# or not. Any other outcome (failed, interrupted, ...) says how far its checkpoint goes.
+FINAL = ("completed", "diverged")
 
 
 class RunRecords(Callback):
@@ -30,6 +33,11 @@ class RunRecords(Callback):
         self.every = log_every_n_steps
         self.started, self.earlier_wall_time = started, 0.0
         self.closed = False
+        self.position = (0, 0)  # (epochs, steps) of the state the callbacks last saw
+        # The carried summary fields at each recent checkpoint's position (state_dict() is
+        # called while a checkpoint is written): a run that ends without a checkpoint of its
+        # last epoch reports what the checkpoint holds.
+        self.at_checkpoint: dict[tuple[int, int], dict[str, Any]] = {}
         summary.setdefault("status", "running")
         for key in ("error", "final_val_acc", "best_val_acc", "best_epoch"):
             summary.setdefault(key, None)
@@ -57,6 +65,9 @@ class RunRecords(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         groups = state.optimizer.param_groups
         self.summary["lr_group_names"] = [g.get("name", str(i)) for i, g in enumerate(groups)]
+        self.position = (state.epoch, state.step)  # a resumed run starts at its checkpoint
+        self.at_checkpoint[self.position] = self.carried()
+        self.update_position(state)
         self.write()
 
     def on_epoch_start(self, state: TrainState) -> None:
@@ -69,6 +80,7 @@ class RunRecords(Callback):
             self.momentum = group_momentum(state.optimizer.param_groups[0])
 
     def on_step_end(self, state: TrainState, result: StepResult) -> None:
+        self.position = (state.epoch, state.step)
         if state.step % self.every:
             return
         spe = state.steps_per_epoch
@@ -112,6 +124,7 @@ class RunRecords(Callback):
         if s["best_val_acc"] is None or m["val_acc"] > s["best_val_acc"]:
             s.update(best_val_acc=m["val_acc"], best_epoch=state.epoch)
         s.update(final_val_acc=m["val_acc"], final_val_loss=m["val_loss"])
+        self.position = (state.epoch, state.step)
 
     def on_epoch_end(self, state: TrainState) -> None:
         self.update_position(state)
@@ -119,6 +132,13 @@ class RunRecords(Callback):
 
     def on_fit_end(self, state: TrainState) -> None:
         self.update_position(state)
+        ckpt = state.last_checkpoint
+        if state.status not in FINAL and ckpt is not None:
+            # Ended past its checkpoint (a failure, a second Ctrl-C while saving): a resume
+            # continues from the checkpoint, so the summary claims no more than it holds.
+            at = (ckpt["epoch"], ckpt["step"])
+            self.summary.update(self.at_checkpoint.get(at, {}))
+            self.summary.update(epochs_completed=at[0], steps=at[1])
         if state.stopped_by:
             self.summary["stopped_early"] = state.stopped_by
         self.close(state.status, state.error)
@@ -131,8 +151,14 @@ class RunRecords(Callback):
 
     # --- resume
 
+    def carried(self) -> dict[str, Any]:
+        return {k: self.summary.get(k) for k in CARRIED}
+
     def state_dict(self) -> dict[str, Any]:
-        carried = {k: self.summary.get(k) for k in CARRIED}
+        carried = self.carried()
+        self.at_checkpoint[self.position] = carried
+        for old in list(self.at_checkpoint)[:-4]:  # a few recent positions are enough
+            del self.at_checkpoint[old]
         return {"summary": carried, "wall_time_s": self.wall_time()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass
@@ -31,6 +33,13 @@ def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepRepo
     except SweepStopped as stop:
         report().report(stop.sweep_dir)
         raise SystemExit(stop.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: the run is recorded as interrupted already
+        print(
+            "interrupted (a second Ctrl-C: stopped at once, mid-step); a checkpoint written "
+            "before is kept: re-run the same command with trainer.resume=auto to continue",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + signal.SIGINT) from None
     except (HydraException, OmegaConfBaseException) as e:
         if full_error:
             raise
@@ -38,20 +47,36 @@ def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepRepo
         raise SystemExit(2) from None
 
 
+def keyed_cause(error: BaseException) -> BaseException:
+    """The OmegaConf error naming the key behind Hydra's: its cause, or the error it was
+    raised while handling (a key in a config file)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if getattr(seen, "full_key", None):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error.__cause__ or error
+
+
 def one_line(error: BaseException) -> str:
     """Hydra's or OmegaConf's message on one line; an unknown key gets a did-you-mean."""
-    cause = error.__cause__ or error
+    cause = keyed_cause(error)
     key = getattr(cause, "full_key", None)
     schema = getattr(cause, "object_type", None)
     first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    where = re.match(r"In '([^']+)'", str(error))  # the config file it came from
+    where_text = f" (in {where[1]}.yaml)" if where else ""
     if key and isinstance(cause, ConfigAttributeError | ConfigKeyError) and "not in" in first:
         path, _, name = key.rpartition(".")
         allowed = [f.name for f in fields(schema)] if is_dataclass(schema) else []
         close = difflib.get_close_matches(name, [a for a in allowed if not a.startswith("_")], 1)
         hint = f"; did you mean {path + '.' if path else ''}{close[0]}?" if close else ""
-        return f"{key} is not a key of {path or 'the config'}{hint} (`--cfg job` shows them all)"
+        return (
+            f"{key} is not a key of {path or 'the config'}{hint}{where_text} "
+            "(`--cfg job` shows them all)"
+        )
     if key and isinstance(cause, ValidationError):  # a value of the wrong type
-        return f"{key}: {first}"
+        return f"{key}: {first}{where_text}"
     text = str(error).split("Config search path:")[0]  # Hydra appends its search path
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("full_key:", "object_type="))]

@@ -23,11 +23,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.engine.signals import StopSignals
 from lrlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 STOPPED = {"preempted": signal.SIGTERM, "interrupted": signal.SIGINT}
+# A multirun's stop signals, installed by SweepReport around all of its jobs: a signal that
+# comes between two jobs stops the sweep before the next one (`stop_if_signalled`).
+_sweep_signals: StopSignals | None = None
 
 
 class SweepStopped(BaseException):
@@ -150,10 +154,19 @@ def train_job(cfg: DictConfig) -> float | None:
         if _sweep_stop is not None:  # a parallel sweep that is stopping: do not start
             log.warning("the sweep was stopped: %s not started", run_dir)
             return {}
+        stop_if_signalled(run_dir)  # a sequential sweep signalled between two jobs
         quiet_other_ranks()  # torchrun: rank 0 logs and writes
         start = prepare(cfg)  # refuses a dir holding another run before anything is written
         barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
-        if start.finished is None and is_main_process():
+        if start.finished is not None:  # trainer.resume=auto: reported, its files untouched
+            done = start.finished
+            if is_main_process():
+                print(
+                    f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} epochs) "
+                    "already; nothing to train"
+                )
+            return done
+        if is_main_process():
             write_hydra_files(run_dir, cfg)
         return train(cfg, start, current_overrides())
 
@@ -170,6 +183,20 @@ def train_job(cfg: DictConfig) -> float | None:
     return summary.get(cfg.optimized_metric)
 
 
+def stop_if_signalled(run_dir: Path) -> None:
+    """A signal that came between a sweep's jobs: stop before this job, with the report."""
+    signals = _sweep_signals
+    if signals is None or signals.received is None or not is_multirun():
+        return
+    status, why = signals.received
+    print(
+        f"{status} ({why}) before the job in {run_dir} started: re-run the same command with "
+        "trainer.resume=auto (and this hydra.sweep.dir) to continue",
+        file=sys.stderr,
+    )
+    raise SweepStopped(Path(hydra_runtime().sweep.dir), 128 + signals.signum)
+
+
 def stopped(summary: dict[str, Any], run_dir: Path) -> None:
     """A run stopped by a signal: one line saying how to continue, then exit 128 + signal."""
     error = summary.get("error") or ""
@@ -179,7 +206,9 @@ def stopped(summary: dict[str, Any], run_dir: Path) -> None:
     )
     where = summary.get("checkpoint")
     saved = (
-        f"checkpoint at epoch {where['epoch']}, step {where['step']}" if where else "no checkpoint"
+        f"checkpoint at step {where['step']} ({where['epoch']} epochs done)"
+        if where
+        else "no checkpoint"
     )
     print(
         f"{summary['status']} ({error}); {saved} in {run_dir}: re-run the same command with "
@@ -198,20 +227,22 @@ def stopped(summary: dict[str, Any], run_dir: Path) -> None:
 
 
 class SweepReport(Callback):
-    """Before a multirun: refuse a sweep dir that holds runs unless they are resumed. After it:
-    one line per job; exit 1 if any job failed. `describe` reads a job's result (train.py: its
+    """Before a multirun: refuse a sweep dir that holds runs unless they are resumed (and
+    forget an earlier invocation's W&B offline fallback). After it: one line per job; exit 1
+    if any job failed. `describe` reads a job's result (train.py: its
     summary.json); find_lr.py subclasses it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from lrlab.tasks.resume import describe
+        from lrlab.tracking.wandb_tracker import clear_offline_marker
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        if OmegaConf.select(config, "hydra.launcher.n_jobs") is not None:
-            catch_sweep_stops()  # jobs side by side: stop them all, then report (below)
-        if not sweep_dir.is_dir() or OmegaConf.select(config, "trainer.resume") == "auto":
+        if not sweep_dir.is_dir():
+            self.start_signals()
             return
+        resumed = OmegaConf.select(config, "trainer.resume") == "auto"
         held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
-        if held:
+        if held and not resumed:
             print(
                 f"error: {sweep_dir} already holds runs (jobs {', '.join(held[:5])}"
                 f"{', ...' if len(held) > 5 else ''}); continue the sweep with "
@@ -219,11 +250,29 @@ class SweepReport(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(2)
+        clear_offline_marker(sweep_dir)  # a new invocation tries W&B online again
+        self.start_signals()
+
+    def start_signals(self) -> None:
+        """Between the jobs too, a signal stops the sweep (each job's run handles its own)."""
+        global _sweep_signals
+        _sweep_signals = StopSignals("the sweep stops before its next job").__enter__()
+
+    @staticmethod
+    def end_signals() -> None:
+        global _sweep_signals
+        if _sweep_signals is not None:
+            _sweep_signals.__exit__(None, None, None)
+            _sweep_signals = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # a parallel sweep (joblib) stopped by a signal: its jobs checkpointed, then report
+        signals = _sweep_signals
+        stop = _sweep_stop or (128 + signals.signum if signals and signals.signum else None)
+        self.end_signals()  # every job ran or was stopped: nothing left to stop
         failed = self.report(Path(config.hydra.sweep.dir))
-        if _sweep_stop is not None:
-            raise SystemExit(_sweep_stop)
+        if stop is not None:
+            raise SystemExit(stop)
         if failed:
             raise SystemExit(1)
 
@@ -244,15 +293,17 @@ class SweepReport(Callback):
         return failed
 
     def describe(self, job_dir: Path) -> tuple[str, bool]:
-        """The job's line and whether it succeeded (a diverged run is a result: it did)."""
+        """The job's line and whether it did not fail (a diverged run is a result, a stopped
+        one continues with trainer.resume=auto)."""
         summary_file = job_dir / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         status = summary.get("status", "missing")
         text = status
         if summary.get("best_val_acc") is not None:
             text += f", best_val_acc {summary['best_val_acc']:.4f}"
-        ok = status in ("completed", "diverged")
-        if not ok and summary.get("error"):
+        finished = status in ("completed", "diverged")
+        ok = finished or status in STOPPED  # a stopped job continues on a re-run: not failed
+        if not finished and summary.get("error"):
             text += f" ({summary['error']})"
         return text, ok
 
@@ -275,6 +326,7 @@ def find_lr_job(cfg: DictConfig) -> None:
     from lrlab.tasks.find_lr import find_lr
 
     def task(cfg: DictConfig) -> dict[str, Any]:
+        stop_if_signalled(Path(cfg.paths.output_dir))
         write_hydra_files(Path(cfg.paths.output_dir), cfg)
         return find_lr(cfg)
 

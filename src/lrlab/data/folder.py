@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from lrlab.data.cache import cached_datasets
 from lrlab.data.loaders import DataConfig, DataSets
-from lrlab.data.split import check_split_settings, stratified_split
+from lrlab.data.split import check_split_settings, remembered_split
 from lrlab.data.stats import channel_stats
 from lrlab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, check_images, image_transforms
 from lrlab.errors import ConfigError
@@ -88,7 +88,10 @@ def image_folder(
         labels = np.array(scan.targets)
         if np.bincount(labels).min() < 2:
             raise ConfigError(f"{root_dir}: every class folder needs at least 2 images for a split")
-        train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
+        files = [str(Path(p).relative_to(root_dir)) for p, _ in scan.samples]
+        train_idx, val_idx = remembered_split(
+            files, labels, val_fraction, split_seed, Path(stats_dir)
+        )
         val_samples = [scan.samples[i] for i in val_idx]
     else:
         val_scan = folder(val_dir, None)

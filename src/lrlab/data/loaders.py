@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,15 @@ def load_datasets(data_cfg: DictConfig) -> DataSets:
     return datasets
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM, SIGUSR1 and SIGINT to the main process. A scheduler
+    (SLURM) or a Ctrl-C signals the whole process group: a worker killed by it would fail the
+    step in progress instead of letting the run finish it, checkpoint and stop. The main
+    process still ends its workers when it drops their loader iterator."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def build_data(
     data_cfg: DictConfig, seed: int, num_workers: int = 0, pin_memory: bool = False
 ) -> DataBundle:
@@ -75,6 +85,7 @@ def build_data(
         # Not persistent: every epoch's iterator then draws its worker seeds from the loader's
         # generator, so a resumed run and the LR finder's restore reproduce them exactly.
         persistent_workers=False,
+        worker_init_fn=ignore_stop_signals if num_workers else None,
     )
     # A seeded generator makes the shuffling order (and worker seeds) part of `seed`.
     generator = torch.Generator().manual_seed(seed)

@@ -16,7 +16,7 @@ def fit(state: TrainState, callbacks: Sequence[Callback]) -> None:
     cbs = CallbackList(callbacks)
     try:
         cbs.on_fit_start(state)
-        stop_on(state.stop_signal)  # one that came while the run was being set up
+        stop_on(publish_stop(state))  # one that came while the run was being set up
         while state.epoch < state.epochs and not state.should_stop:
             cbs.on_epoch_start(state)
             state.train_mode()
@@ -27,9 +27,9 @@ def fit(state: TrainState, callbacks: Sequence[Callback]) -> None:
                 state.step += 1
                 state.step_in_epoch += 1
                 state.sums.add(result)
-                signal = state.stop_signal  # before the callbacks: they checkpoint on it
+                publish_stop(state)  # before the callbacks: they checkpoint on it
                 cbs.on_step_end(state, result)
-                stop_on(signal)
+                stop_on(state.stop_signal)
             sums = state.sums
             state.metrics = {  # one host sync per epoch
                 "train_loss": sums.loss_sum.item() / sums.seen,
@@ -41,10 +41,11 @@ def fit(state: TrainState, callbacks: Sequence[Callback]) -> None:
             state.metrics.update(val_loss=val_loss, val_acc=val_acc)
             state.epoch += 1
             state.step_in_epoch, state.sums = 0, EpochSums.zeros(state.step_fn.device)
-            signal = state.stop_signal
+            publish_stop(state)
             cbs.on_validation_end(state)
             cbs.on_epoch_end(state)
-            stop_on(signal)
+            if state.epoch < state.epochs and not state.should_stop:  # else: nothing left to do
+                stop_on(state.stop_signal)
         state.status = "completed"
     except StopTraining as stop:
         state.status, state.error = stop.status, stop.message
@@ -72,6 +73,14 @@ def epoch_groups(state: TrainState) -> Iterator[list[Batch]]:
         set_rng_state(state.pending_rng)
         state.pending_rng = None
     return grouped(batches, state.accumulate)
+
+
+def publish_stop(state: TrainState) -> tuple[str, str] | None:
+    """`state.stop_signal` for this step's (or epoch's) end: a stop requested by now. A signal
+    that arrives while the callbacks run waits for the next one, so that every callback (the
+    checkpoint included) sees the same decision as the loop."""
+    state.stop_signal = state.stop_requested
+    return state.stop_signal
 
 
 def stop_on(signal: tuple[str, str] | None) -> None:

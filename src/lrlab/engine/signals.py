@@ -25,32 +25,41 @@ STATUS = {
 
 class StopSignals:
     """`with StopSignals() as signals:` ... `signals.attach(state)`. Outside the main thread
-    (where Python cannot install handlers) it does nothing."""
+    (where Python cannot install handlers) it does nothing.
 
-    def __init__(self) -> None:
+    Nested (a sweep's around each job's): the inner one starts with a signal the outer one
+    already received (it came between two jobs), and hands its own to the outer one when it
+    exits. `then` says what happens next, in the warning logged on a signal."""
+
+    def __init__(self, then: str = "finishing the current step, then checkpointing and stopping"):
         self.received: tuple[str, str] | None = None  # (status, why)
         self.signum: int | None = None
+        self.then = then
         self._state: Any = None
         self._previous: dict[int, Any] = {}
 
     def attach(self, state: Any) -> None:
-        """Record stop requests in `state.stop_signal` from now on (and any received already)."""
+        """Record stop requests in `state.stop_requested` from now on (and any received
+        already); the loop acts on them at the next step's end (`loop.publish_stop`)."""
         self._state = state
-        state.stop_signal = self.received
+        state.stop_requested = self.received
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             name = signal.Signals(signum).name
             self.received, self.signum = (STATUS[signum], f"stopped by {name}"), signum
-            log.warning("%s: finishing the current step, then checkpointing and stopping", name)
+            log.warning("%s: %s", name, self.then)
             if self._state is not None:
-                self._state.stop_signal = self.received
+                self._state.stop_requested = self.received
         if signum == signal.SIGINT:  # a second Ctrl-C stops at once
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in STATUS}
+            outer = getattr(self._previous[signal.SIGTERM], "__self__", None)
+            if isinstance(outer, StopSignals) and outer.received is not None:
+                self.received, self.signum = outer.received, outer.signum
         return self
 
     def __exit__(self, *exc: object) -> None:

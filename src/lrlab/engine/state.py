@@ -54,7 +54,8 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
     should_stop: bool = False  # a callback's request to end after this epoch (early stopping)
     stopped_by: str | None = None  # why a callback set should_stop (goes into the summary)
-    stop_signal: tuple[str, str] | None = None  # (status, why): preempted / interrupted
+    stop_requested: tuple[str, str] | None = None  # (status, why), set by a signal at any time
+    stop_signal: tuple[str, str] | None = None  # the request this step's end acts on (the loop's)
     run_dir: Path | None = None
     checkpointer: Any = None  # lrlab.engine.checkpoint.Checkpointer: saves this state
     last_checkpoint: dict[str, int] | None = None  # position of the newest last.ckpt

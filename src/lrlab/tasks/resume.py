@@ -93,7 +93,11 @@ def plan_auto(run_dir: Path, epochs: int, config: dict[str, Any]) -> Start:
         check_same_config(checkpoint["config"], config, source)
         if done:
             return Start(finished=summary)
-        return resume_from(source, epochs, config, in_place=True, checkpoint=checkpoint)
+        # A checkpoint with every epoch but no final summary (killed just after writing it):
+        # resuming it trains nothing and writes the summary.
+        return resume_from(
+            source, epochs, config, in_place=True, checkpoint=checkpoint, finish=True
+        )
     if done:
         return Start(finished=summary)
     if summary.get("status") == "completed":
@@ -111,10 +115,12 @@ def resume_from(
     config: dict[str, Any],
     in_place: bool,
     checkpoint: dict[str, Any] | None = None,
+    finish: bool = False,
 ) -> Start:
+    """`finish`: a checkpoint with all of `epochs` done is accepted (trainer.resume=auto)."""
     checkpoint = checkpoint or load_checkpoint(source)
     check_same_config(checkpoint["config"], config, source)
-    if epochs <= checkpoint["epoch"]:
+    if epochs < checkpoint["epoch"] or (epochs == checkpoint["epoch"] and not finish):
         raise ConfigError(
             f"trainer.epochs={epochs}: the checkpoint {source} has {checkpoint['epoch']} epochs "
             "already; resume with more"
@@ -123,15 +129,30 @@ def resume_from(
 
 
 def check_same_config(saved: dict[str, Any], config: dict[str, Any], source: Path) -> None:
-    changed = config_differences(saved, config)
+    changed = replaced_nodes_first(config_differences(saved, config))
     if changed:
         shown = ", ".join(f"{k} ({_show(a)} -> {_show(b)})" for k, a, b in changed[:6])
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise ConfigError(
             f"trainer.resume: this config differs from the one {source} was trained with in "
             f"{shown}{more}; resume with the same model, optimizer, scheduler and data (keys that "
-            "may change: README, Resuming), or start a new run"
+            "may change: docs/reliability.md), or start a new run"
         )
+
+
+IDENTITY = ("_target_", "name")  # a node whose `_target_` or `name` differs is another thing
+
+
+def replaced_nodes_first(changed: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
+    """A node replaced as a whole (`optimizer=adam`, `scheduler=cosine`) is named by the key
+    that says so (`scheduler.name ('onecycle' -> 'cosine')`), not by its other keys."""
+    replaced = {k.rpartition(".")[0] for k, _, _ in changed if k.rpartition(".")[2] in IDENTITY}
+    return [
+        change
+        for change in changed
+        if change[0].rpartition(".")[2] in IDENTITY
+        or not any(change[0].startswith(f"{node}.") for node in replaced if node)
+    ]
 
 
 def config_differences(saved: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -23,7 +23,7 @@ from lrlab.parallel import world_size
 from lrlab.tasks.auto_lr import find_auto_lr
 from lrlab.tasks.build import build_components, is_auto_lr, optimizer_steps_per_epoch
 from lrlab.tasks.config import check_config
-from lrlab.tasks.resume import Start, plan_start
+from lrlab.tasks.resume import Start, describe, plan_start
 from lrlab.tracking import RunRecorder, build_trackers, read_jsonl
 from lrlab.tracking.records import METRICS_FILE, rows_until
 from lrlab.utils import instantiate, package_versions
@@ -38,7 +38,10 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 def prepare(cfg: DictConfig) -> Start:
     """Where this run starts; refuses (ConfigError) before anything is written."""
     run_dir = Path(cfg.paths.output_dir)
-    return plan_start(run_dir, cfg.trainer.resume, cfg.trainer.epochs, resolved(cfg))
+    start = plan_start(run_dir, cfg.trainer.resume, cfg.trainer.epochs, resolved(cfg))
+    if start.in_place and describe(run_dir):
+        check_config(cfg)  # a bad value must not touch the records of the run it continues
+    return start
 
 
 def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()) -> dict[str, Any]:

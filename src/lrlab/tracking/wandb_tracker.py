@@ -1,13 +1,18 @@
 """`logger=wandb`: one W&B run per training job, every W&B call guarded.
 
 A failing W&B call warns once, disables W&B for the rest of the run, and the local records go
-on. Without network, an online start falls back to offline mode.
+on. Without network, an online start falls back to offline mode after `init_timeout` seconds,
+removing what the failed attempt wrote; in a sweep it also leaves a marker file in the sweep
+dir (`OFFLINE_MARKER`), and the sweep's later jobs (in this process or another: any launcher)
+start offline at once instead of waiting again. The marker lasts for one sweep invocation
+(`clear_offline_marker` runs when a sweep starts).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +21,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lrlab.errors import ConfigError
+from lrlab.tracking import naming
 from lrlab.tracking.naming import wandb_init_kwargs, wandb_row
 from lrlab.utils import json_safe
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+# In a sweep dir: an earlier job of this sweep could not reach W&B (the file says why).
+OFFLINE_MARKER = ".wandb_offline"
 # Run statuses that W&B should show as crashed (a diverged run finished its job: it stopped).
 _FAILED_STATUSES = ("failed", "interrupted", "preempted")
 
@@ -61,6 +69,15 @@ def has_wandb_credentials() -> bool:
         return bool(getattr(wandb.api, "api_key", None))
 
 
+def offline_marker(sweep_dir: Path | None) -> Path | None:
+    return Path(sweep_dir) / OFFLINE_MARKER if sweep_dir is not None else None
+
+
+def clear_offline_marker(sweep_dir: Path) -> None:
+    """A new sweep invocation tries online again (the network may be back)."""
+    (Path(sweep_dir) / OFFLINE_MARKER).unlink(missing_ok=True)
+
+
 def resolve_wandb_mode(mode: str) -> str:
     """`auto`: WANDB_MODE if set, else online with credentials, offline without."""
     if mode != "auto":
@@ -71,6 +88,26 @@ def resolve_wandb_mode(mode: str) -> str:
     if env_mode == "dryrun":
         return "offline"
     return "online" if has_wandb_credentials() else "offline"
+
+
+def first_line(error: BaseException) -> str:
+    """wandb's messages go on with advice about its own settings: keep the first line."""
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+def remove_new_entries(folder: Path, earlier: set[Path]) -> None:
+    """Delete what appeared in `folder` since `earlier` was listed (a failed run's files),
+    and links left pointing into it."""
+    if not folder.is_dir():
+        return
+    for path in set(folder.iterdir()) - earlier:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for path in folder.iterdir():
+        if path.is_symlink() and not path.exists():
+            path.unlink(missing_ok=True)
 
 
 class WandbTracker:
@@ -95,19 +132,42 @@ class WandbTracker:
         mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
         if mode == "disabled":
             return
-        kwargs = wandb_init_kwargs(self.wcfg, run_config, self.run_dir, job_type=self.job_type)
+        hydra = naming.hydra_context()
+        marker = offline_marker(hydra.get("sweep_dir"))
+        kwargs = wandb_init_kwargs(
+            self.wcfg, run_config, self.run_dir, hydra=hydra, job_type=self.job_type
+        )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # A sequential multirun calls this once per job in one process: finish the last job's
         # run, or wandb.init would hand it back (reinit="return_previous" outside notebooks).
         if wandb.run is not None:
             wandb.run.finish()
+        if mode == "online" and marker is not None and marker.is_file():
+            print(
+                f"wandb: logging offline without trying W&B: an earlier job of this sweep could "
+                f"not reach it ({marker})"
+            )
+            mode = "offline"
+        wandb_dir = self.run_dir / "wandb"
+        earlier = set(wandb_dir.iterdir()) if wandb_dir.is_dir() else set()
         try:
             self.run = self._init(wandb, mode, kwargs)
         except Exception as e:
             if mode != "online":
                 raise
             # No network / bad key / service error: keep the run's W&B data for a later sync.
-            self._warn(f"W&B online init failed ({type(e).__name__}: {e}); logging offline instead")
+            remove_new_entries(wandb_dir, earlier)  # the failed attempt's run dir and links
+            why = f"{type(e).__name__}: {first_line(e)}"
+            timeout = float(self.wcfg.get("init_timeout", 60))
+            self._warn(
+                f"W&B online init failed ({why}); logging offline instead. On a slow "
+                f"connection raise logger.wandb.init_timeout (now {timeout:g} s); without one "
+                "set logger.wandb.mode=offline"
+                + ("; the sweep's later jobs start offline at once" if marker else "")
+            )
+            if marker is not None:
+                with contextlib.suppress(OSError):  # best effort: it only saves time
+                    marker.write_text(f"W&B online init failed ({why})\n")
             mode = "offline"
             self.run = self._init(wandb, mode, kwargs)
         self.mode = mode

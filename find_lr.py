@@ -12,7 +12,8 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from lrlab.cli.errors import main as run_cli  # noqa: E402
-from lrlab.cli.jobs import LRFindSweepReport, find_lr_job  # noqa: E402
+from lrlab.cli.jobs import find_lr_job  # noqa: E402
+from lrlab.cli.sweeps import LRFindSweepReport  # noqa: E402
 from lrlab.tasks.config import register_configs  # noqa: E402
 
 register_configs()

@@ -17,7 +17,7 @@ from lrlab.tasks.resume import describe, plan_start
 def sweep_report():
     """A SweepReport; the stop-signal handlers its on_multirun_start installs are removed
     afterwards (they would outlive the test in this process)."""
-    from lrlab.cli.jobs import SweepReport
+    from lrlab.cli.sweeps import SweepReport
 
     yield SweepReport()
     SweepReport.end_signals()

@@ -25,7 +25,7 @@ TIMEOUT = 2  # logger.wandb.init_timeout of these tests: each online attempt wai
 def sweep_report():
     """A SweepReport; the stop-signal handlers its on_multirun_start installs are removed
     afterwards (they would outlive the test in this process)."""
-    from lrlab.cli.jobs import SweepReport
+    from lrlab.cli.sweeps import SweepReport
 
     yield SweepReport()
     SweepReport.end_signals()

@@ -9,11 +9,12 @@ from typing import Any
 from lrlab.engine.callbacks import Callback
 from lrlab.engine.state import TrainState
 from lrlab.engine.step import StepResult
+from lrlab.parallel import is_main_process
 
 
 class ProgressBar(Callback):
     def __init__(self, enabled: bool, every_n_steps: int) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled and sys.stderr.isatty() and is_main_process()
         self.every_n_steps = every_n_steps
         self.bar: Any = None
 

@@ -16,7 +16,8 @@ from dataclasses import fields, is_dataclass
 
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from lrlab.cli.jobs import SweepReport, SweepStopped
+from lrlab.cli.distributed import share_run_stamp
+from lrlab.cli.sweeps import SweepReport, SweepStopped
 
 
 def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepReport) -> None:
@@ -24,6 +25,7 @@ def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepRepo
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    share_run_stamp()  # torchrun: every process picks the same run dir
     full_error = "HYDRA_FULL_ERROR" in os.environ  # the user asked for Hydra's tracebacks
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:

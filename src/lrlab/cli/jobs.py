@@ -1,61 +1,40 @@
-"""Running a task as a Hydra job, and what a sweep reports.
+"""Running a task as a Hydra job.
 
 Policy: bad input stops a single run with one line and exit status 2. In a multirun a failing
 job is recorded in its own `summary.json` and the sweep goes on; when all jobs have run,
-`SweepReport` prints one line per job and the sweep exits with status 1 if any job failed (a
-diverged job is a result, not a failure: exit 0). A run stopped by a signal (SIGTERM, SIGUSR1,
-SIGINT) checkpoints, says how to continue and exits with 128 + the signal's number; in a
-multirun the sweep stops there and still reports the jobs that ran.
+`SweepReport` (lrlab.cli.sweeps) prints one line per job and the sweep exits with status 1 if
+any job failed (a diverged job is a result, not a failure: exit 0). A run stopped by a signal
+(SIGTERM, SIGUSR1, SIGINT) checkpoints, says how to continue and exits with 128 + the signal's
+number; in a multirun the sweep stops there and still reports the jobs that ran.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lrlab.engine.signals import StopSignals
+from lrlab.cli.sweeps import (
+    STOPPED,
+    SweepStopped,
+    catch_sweep_stops,
+    current_overrides,
+    hydra_runtime,
+    is_multirun,
+    parallel_jobs,
+    parallel_sweep_stopping,
+    record_sweep_stop,
+    stop_if_signalled,
+)
 from lrlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-STOPPED = {"preempted": signal.SIGTERM, "interrupted": signal.SIGINT}
-# A multirun's stop signals, installed by SweepReport around all of its jobs: a signal that
-# comes between two jobs stops the sweep before the next one (`stop_if_signalled`).
-_sweep_signals: StopSignals | None = None
-
-
-class SweepStopped(BaseException):
-    """A job of a multirun was stopped by a signal: the launcher must not start the next one."""
-
-    def __init__(self, sweep_dir: Path, exit_code: int) -> None:
-        super().__init__(f"sweep stopped ({sweep_dir})")
-        self.sweep_dir, self.exit_code = sweep_dir, exit_code
-
-
-def hydra_runtime() -> Any:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get() if HydraConfig.initialized() else None
-
-
-def is_multirun() -> bool:
-    from hydra.types import RunMode
-
-    hc = hydra_runtime()
-    return hc is not None and hc.mode == RunMode.MULTIRUN
-
-
-def current_overrides() -> list[str]:
-    hc = hydra_runtime()
-    return list(hc.overrides.task) if hc is not None else []
 
 
 def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
@@ -77,7 +56,27 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
         (out / name).write_text(OmegaConf.to_yaml(node))
 
 
+def set_up_launcher_worker() -> None:
+    """In a job that a launcher runs beside others on this machine (joblib's `n_jobs`): tell
+    `lrlab.parallel` how many run at once, so each job takes its share of the cores; give
+    DataLoader workers the platform's start method back (joblib's loky workers make their own
+    the default, and a DataLoader cannot start its workers with it); and between jobs, record a
+    stop signal instead of dying of it (the running job's StopSignals hands it on here)."""
+    import multiprocessing
+
+    from lrlab.parallel import CONCURRENT_JOBS_ENV
+
+    n_jobs = parallel_jobs()
+    if n_jobs is None:
+        return
+    os.environ.setdefault(CONCURRENT_JOBS_ENV, str(n_jobs))
+    catch_sweep_stops()
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+
+
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
+    set_up_launcher_worker()
     try:
         return task(cfg)
     except ConfigError as e:
@@ -95,40 +94,42 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
 
 def train_job(cfg: DictConfig) -> float | None:
     """train.py's job: check the run dir, write Hydra's files, train, act on the outcome."""
+    from lrlab.cli.distributed import barrier, quiet_other_ranks
+    from lrlab.parallel import is_main_process
     from lrlab.tasks.train import prepare, train
 
     def task(cfg: DictConfig) -> dict[str, Any]:
         run_dir = Path(cfg.paths.output_dir)
-        stop_if_signalled(run_dir)
+        if parallel_sweep_stopping():  # a parallel sweep that is stopping: do not start
+            log.warning("the sweep was stopped: %s not started", run_dir)
+            return {}
+        stop_if_signalled(run_dir)  # a sequential sweep signalled between two jobs
+        quiet_other_ranks()  # torchrun: rank 0 logs and writes
         start = prepare(cfg)  # refuses a dir holding another run before anything is written
+        barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
         if start.finished is not None:  # trainer.resume=auto: reported, its files untouched
             done = start.finished
-            print(
-                f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} epochs) "
-                "already; nothing to train"
-            )
+            if is_main_process():
+                print(
+                    f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} epochs) "
+                    "already; nothing to train"
+                )
             return done
-        write_hydra_files(run_dir, cfg)
+        if is_main_process():
+            write_hydra_files(run_dir, cfg)
         return train(cfg, start, current_overrides())
 
     summary = run_job(task, cfg) or {}
     if summary.get("status") in STOPPED:
         stopped(summary, Path(cfg.paths.output_dir))
-    return summary.get("best_val_acc")  # the value sweepers optimise
-
-
-def stop_if_signalled(run_dir: Path) -> None:
-    """A signal that came between a sweep's jobs: stop before this job, with the report."""
-    signals = _sweep_signals
-    if signals is None or signals.received is None or not is_multirun():
-        return
-    status, why = signals.received
-    print(
-        f"{status} ({why}) before the job in {run_dir} started: re-run the same command with "
-        "trainer.resume=auto (and this hydra.sweep.dir) to continue",
-        file=sys.stderr,
-    )
-    raise SweepStopped(Path(hydra_runtime().sweep.dir), 128 + signals.signum)
+    # What a sweeper optimises (hparams_search); None for a run that failed or diverged early
+    if summary.get("status") == "completed" and cfg.optimized_metric not in summary:
+        log.warning(
+            "optimized_metric=%s is not a key of summary.json (e.g. best_val_acc, "
+            "final_val_acc, final_val_loss): the sweeper gets no value",
+            cfg.optimized_metric,
+        )
+    return summary.get(cfg.optimized_metric)
 
 
 def stopped(summary: dict[str, Any], run_dir: Path) -> None:
@@ -150,99 +151,14 @@ def stopped(summary: dict[str, Any], run_dir: Path) -> None:
         file=sys.stderr,
     )
     hc = hydra_runtime()
+    if parallel_jobs() is not None:
+        # One job of a parallel sweep: the process goes on (it is a launcher's worker); its
+        # next jobs do not start, and the sweep's own process reports and exits.
+        record_sweep_stop(signum, None)
+        return
     if is_multirun():
         raise SweepStopped(Path(hc.sweep.dir), 128 + signum)
     raise SystemExit(128 + signum)
-
-
-class SweepReport(Callback):
-    """Before a multirun: refuse a sweep dir that holds runs unless they are resumed (and
-    forget an earlier invocation's W&B offline fallback). After it: one line per job; exit 1
-    if any job failed. `describe` reads a job's result (train.py: its
-    summary.json); find_lr.py subclasses it."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from lrlab.tasks.resume import describe
-        from lrlab.tracking.wandb_tracker import clear_offline_marker
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            self.start_signals()
-            return
-        resumed = OmegaConf.select(config, "trainer.resume") == "auto"
-        held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
-        if held and not resumed:
-            print(
-                f"error: {sweep_dir} already holds runs (jobs {', '.join(held[:5])}"
-                f"{', ...' if len(held) > 5 else ''}); continue the sweep with "
-                "trainer.resume=auto, or choose another hydra.sweep.dir",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
-        clear_offline_marker(sweep_dir)  # a new invocation tries W&B online again
-        self.start_signals()
-
-    def start_signals(self) -> None:
-        """Between the jobs too, a signal stops the sweep (each job's run handles its own)."""
-        global _sweep_signals
-        _sweep_signals = StopSignals("the sweep stops before its next job").__enter__()
-
-    @staticmethod
-    def end_signals() -> None:
-        global _sweep_signals
-        if _sweep_signals is not None:
-            _sweep_signals.__exit__(None, None, None)
-            _sweep_signals = None
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self.end_signals()  # every job ran: nothing left to stop
-        if self.report(Path(config.hydra.sweep.dir)):
-            raise SystemExit(1)
-
-    def report(self, sweep_dir: Path) -> list[str]:
-        """Print one line per job; return the jobs that failed."""
-        failed = []
-        for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=_job_order):
-            overrides = _read_overrides(job_dir)
-            if overrides is None:
-                continue  # not a job dir
-            text, ok = self.describe(job_dir)
-            print(f"[{job_dir.name}] {' '.join(overrides) or '(no overrides)'}: {text}")
-            if not ok:
-                failed.append(job_dir.name)
-        print(f"sweep dir: {sweep_dir}")
-        if failed:
-            print(f"error: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return failed
-
-    def describe(self, job_dir: Path) -> tuple[str, bool]:
-        """The job's line and whether it did not fail (a diverged run is a result, a stopped
-        one continues with trainer.resume=auto)."""
-        summary_file = job_dir / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-        status = summary.get("status", "missing")
-        text = status
-        if summary.get("best_val_acc") is not None:
-            text += f", best_val_acc {summary['best_val_acc']:.4f}"
-        finished = status in ("completed", "diverged")
-        ok = finished or status in STOPPED  # a stopped job continues on a re-run: not failed
-        if not finished and summary.get("error"):
-            text += f" ({summary['error']})"
-        return text, ok
-
-
-class LRFindSweepReport(SweepReport):
-    """`find_lr.py -m`: one line of suggestions per job from its lr_find.json; exit 1 if any
-    job wrote none."""
-
-    def describe(self, job_dir: Path) -> tuple[str, bool]:
-        found = job_dir / "lr_find.json"
-        if not found.is_file():
-            return "failed (no lr_find.json)", False
-        suggestions = json.loads(found.read_text())["suggestions"]
-        return "  ".join(
-            f"{k} {v:.2e}" if v is not None else f"{k} n/a" for k, v in suggestions.items()
-        ), True
 
 
 def find_lr_job(cfg: DictConfig) -> None:
@@ -254,14 +170,3 @@ def find_lr_job(cfg: DictConfig) -> None:
         return find_lr(cfg)
 
     run_job(task, cfg)
-
-
-def _job_order(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, path.name)
-
-
-def _read_overrides(job_dir: Path) -> list[str] | None:
-    import yaml
-
-    f = job_dir / ".hydra" / "overrides.yaml"
-    return yaml.safe_load(f.read_text()) or [] if f.is_file() else None

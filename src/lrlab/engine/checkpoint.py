@@ -17,6 +17,7 @@ import torch
 from lrlab.engine.callbacks import Callback, callback_states, load_callback_states, state_key
 from lrlab.engine.state import EpochSums, TrainState
 from lrlab.errors import ConfigError
+from lrlab.parallel import is_main_process
 from lrlab.utils import rng_state
 
 FORMAT = 2  # format 1 (before the run's config and mid-epoch positions were stored): refused
@@ -56,6 +57,8 @@ class Checkpointer:
         }
 
     def save(self, path: Path, state: TrainState) -> None:
+        if not is_main_process():  # data parallel: the replicas are identical; rank 0 saves
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save(self.payload(state), tmp)

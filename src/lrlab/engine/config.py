@@ -20,6 +20,7 @@ class TrainerConfig:
     num_workers: int = 0  # DataLoader workers; 0 loads in the main process
     num_threads: int | None = None  # torch CPU threads; null: lrlab's default (see README)
     channels_last: bool = True  # NHWC memory format for conv models
+    compile: bool = False  # torch.compile the model for training (checkpoints load without it)
     log_every_n_steps: int = 10  # step rows in metrics.jsonl every N optimizer steps
     progress_bar: bool = True  # tqdm bar per epoch (off when stderr is not a terminal)
     limit_train_batches: int | None = None  # use only the first N batches of each epoch

@@ -1,4 +1,5 @@
-"""Stop cleanly on SIGTERM / SIGUSR1 (what SLURM and most schedulers send before a kill) and
+"""Stop cleanly on SIGTERM / SIGUSR1 / SIGUSR2 (what SLURM, submitit and most schedulers send before
+a kill) and
 SIGINT (Ctrl-C): the handler only records the signal; the loop finishes the current optimizer
 step, the callbacks checkpoint it, and the run ends as `preempted` or `interrupted`."""
 
@@ -12,7 +13,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-STATUS = {signal.SIGTERM: "preempted", signal.SIGUSR1: "preempted", signal.SIGINT: "interrupted"}
+# SIGUSR2: what submitit (SLURM through Hydra's submitit launcher) sends before a time limit or
+# preemption; its own handler, which requeues the job, runs after the checkpoint.
+STATUS = {
+    signal.SIGTERM: "preempted",
+    signal.SIGUSR1: "preempted",
+    signal.SIGUSR2: "preempted",
+    signal.SIGINT: "interrupted",
+}
 
 
 class StopSignals:

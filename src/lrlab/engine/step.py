@@ -89,6 +89,13 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         return StepResult(loss_sum, correct, n_total)
 
+    # Validation hooks: a data parallel step (lrlab.engine.distributed) syncs and sums here.
+    def before_evaluate(self, model: nn.Module) -> None:
+        pass
+
+    def reduce_sums(self, totals: torch.Tensor) -> torch.Tensor:
+        return totals
+
 
 def grouped(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:
     """Consecutive groups of `size` batches; the last group may be shorter."""
@@ -99,7 +106,9 @@ def grouped(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterable[Batch], step: TrainStep) -> tuple[float, float]:
-    """Validation loss (plain cross-entropy, no label smoothing) and accuracy."""
+    """Validation loss (plain cross-entropy, no label smoothing) and accuracy (over every
+    process's part of the validation set in a data parallel run)."""
+    step.before_evaluate(model)
     model.eval()
     loss_sum = torch.zeros((), device=step.device)
     correct = torch.zeros((), device=step.device, dtype=torch.long)
@@ -111,4 +120,6 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], step: TrainStep) -> tup
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
-    return loss_sum.item() / count, correct.item() / count
+    totals = torch.stack([loss_sum.double(), correct.double(), loss_sum.new_tensor(count).double()])
+    loss_sum, correct, count = step.reduce_sums(totals).tolist()
+    return loss_sum / count, correct / count

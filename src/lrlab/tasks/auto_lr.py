@@ -10,11 +10,13 @@ from typing import Any
 
 import torch
 
+from lrlab.engine.distributed import broadcast_from_main
 from lrlab.engine.step import TrainStep
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig, LRFindResult, format_table, range_test, save_result
 from lrlab.lr_finder.suggestions import SKIP_END, suggestion_window
 from lrlab.optim.param_groups import set_peak_lr
+from lrlab.parallel import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +79,12 @@ def find_auto_lr(
     result = run_range_test(
         settings, model, optimizer, train_loader, train_step, accumulate, train_mode
     )
-    save_result(result, run_dir, chosen)
+    if is_main_process():
+        save_result(result, run_dir, chosen)
     log.info("%s", format_table(result, chosen))
-    lr = result.suggestions[chosen]
+    # Data parallel: every process ran the test on the same summed losses; rank 0's pick is used
+    # by all, so no rounding difference can give the replicas different lrs.
+    lr = broadcast_from_main(result.suggestions[chosen])
     if lr is None:
         usable = len(suggestion_window(result.lrs, result.smoothed_losses, result.num_it)[0])
         raise ConfigError(

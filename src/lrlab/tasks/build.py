@@ -11,11 +11,19 @@ from omegaconf import DictConfig
 from torch import nn
 
 from lrlab.data import DataBundle, build_data
+from lrlab.engine.distributed import (
+    DistributedTrainStep,
+    data_parallel,
+    device_of_this_rank,
+    init_process_group,
+    shard_loaders,
+)
 from lrlab.engine.step import TrainStep
 from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
 from lrlab.optim.lr_scaling import scaled_peak_lr
+from lrlab.parallel import is_distributed, threads_per_job
 from lrlab.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
@@ -46,9 +54,10 @@ def build_components(cfg: DictConfig) -> Components:
     seed_everything(cfg.seed)
     # Set both ways: a sequential sweep runs every job in one process.
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
-    if t.num_threads:  # e.g. 1 per job when several sweep jobs share a machine's cores
-        torch.set_num_threads(t.num_threads)
-    device = select_device(t.device)
+    threads = threads_per_job(t.num_threads)  # cores / jobs when a launcher runs several at once
+    if threads:
+        torch.set_num_threads(threads)
+    device = device_of_this_rank(select_device(t.device))
     if device.type == "cpu" and str(t.precision) != "32":
         log.warning(
             "trainer.precision=%s on the CPU: mixed precision is meant for GPUs and is several "
@@ -58,11 +67,19 @@ def build_components(cfg: DictConfig) -> Components:
     data = build_data(
         cfg.data, seed=cfg.seed, num_workers=t.num_workers, pin_memory=device.type == "cuda"
     )
+    if is_distributed():  # torchrun (or a multi-task SLURM job): this process's shard
+        init_process_group()
+        data = shard_loaders(data, cfg.seed)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
     if t.channels_last:  # NHWC convolutions: 1.3x faster flowers epochs on CPU (benchmarks/)
         model = model.to(memory_format=torch.channels_last)
     # model.freeze / fine_tune: frozen groups keep requires_grad=False but stay in the optimizer.
     freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
+    # What the train step runs; checkpoints, validation and the freezer use `model` itself, so
+    # checkpoints load without DDP or torch.compile. DDP wraps before any layer is frozen.
+    step_model = data_parallel(model, device, freezer.n_frozen > 0) if is_distributed() else model
+    if t.compile:
+        step_model = torch.compile(step_model)
     freezer.apply(0)  # the LR range test, like fastai's, runs on the initially frozen model
     settings = training_settings(cfg.model)
     # optimizer.lr_scaling: the peak for this run's effective batch size (None: as configured)
@@ -77,7 +94,10 @@ def build_components(cfg: DictConfig) -> Components:
         lr_scales=settings["lr_scales"],
         no_weight_decay_norm_bias=settings["no_weight_decay_norm_bias"],
     )
-    step_fn = TrainStep(model, optimizer, device, str(t.precision), t.grad_clip, t.label_smoothing)
+    step_type = DistributedTrainStep if is_distributed() else TrainStep
+    step_fn = step_type(
+        step_model, optimizer, device, str(t.precision), t.grad_clip, t.label_smoothing
+    )
     return Components(device, data, model, freezer, optimizer, step_fn, scaling)
 
 

@@ -48,6 +48,8 @@ class TrainConfig:
     """The root of `conf/train.yaml` (and `conf/find_lr.yaml`)."""
 
     seed: int = 42  # seeds Python, NumPy, torch and the loader's shuffling
+    # The summary.json key a sweep returns to its sweeper (what hparams_search optimises)
+    optimized_metric: str = "best_val_acc"
     tags: list[str] = field(default_factory=list)
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = MISSING  # a data set: _target_ + its arguments (conf/data/)

@@ -22,6 +22,8 @@ RESUMABLE_KEYS = (
     "trainer.progress_bar",
     "trainer.num_workers",
     "trainer.num_threads",
+    "trainer.compile",
+    "optimized_metric",
     "trainer.device",
     "trainer.log_every_n_steps",
     "trainer.checkpoint",

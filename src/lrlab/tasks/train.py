@@ -11,11 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lrlab.callbacks import Checkpointing, Divergence, Freezing, ProgressBar, RunRecords
 from lrlab.engine.checkpoint import Checkpointer, restore
+from lrlab.engine.distributed import attach
 from lrlab.engine.loop import fit
 from lrlab.engine.signals import StopSignals
 from lrlab.engine.state import TrainState
 from lrlab.errors import ConfigError
 from lrlab.optim.param_groups import set_peak_lr
+from lrlab.parallel import world_size
 from lrlab.tasks.auto_lr import find_auto_lr
 from lrlab.tasks.build import build_components, is_auto_lr
 from lrlab.tasks.config import check_config
@@ -57,6 +59,11 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
         "seed": cfg.seed,
         "overrides": list(overrides),
         "versions": package_versions(),
+        # data.batch_size is per process; the batch one optimizer step averages over:
+        "world_size": world_size(),
+        "global_batch_size": cfg.data.batch_size
+        * cfg.trainer.accumulate_grad_batches
+        * world_size(),
     }
     if start.checkpoint is not None:
         ckpt = start.checkpoint
@@ -70,7 +77,7 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
                 if hasattr(tracker, "restart"):
                     tracker.restart(kept_rows)
             state, callbacks = setup(cfg, start, records, run_dir)
-            signals.attach(state)
+            attach(signals, state)  # data parallel: the processes also agree on stopping
             fit(state, callbacks)
         except BaseException as e:
             interrupted = isinstance(e, KeyboardInterrupt)

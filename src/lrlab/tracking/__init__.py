@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from lrlab.parallel import is_main_process
 from lrlab.tracking.base import Tracker
 from lrlab.tracking.csv_log import CsvConfig
 from lrlab.tracking.records import RunRecorder, read_jsonl
@@ -36,6 +37,8 @@ def build_trackers(
     `job_type` the kind of run (`train`, `find_lr`)."""
     logger_cfg = logger_cfg or {}
     trackers: list[Tracker] = []
+    if not is_main_process():  # a data parallel run has one W&B run, one CSV: rank 0's
+        return trackers
     if logger_cfg.get("csv") is not None:
         from lrlab.tracking.csv_log import CsvTracker
 

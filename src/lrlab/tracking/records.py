@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lrlab.parallel import is_main_process
 from lrlab.tracking.base import Tracker
 from lrlab.utils import json_safe
 
@@ -56,25 +57,32 @@ def rows_until(rows: Iterable[dict[str, Any]], epoch: int, step: int) -> list[di
 
 
 class RunRecorder:
-    """Writes metrics rows and the summary into `run_dir`, and forwards them to trackers."""
+    """Writes metrics rows and the summary into `run_dir`, and forwards them to trackers. In a
+    data parallel run only rank 0 writes (the other processes compute the same rows)."""
 
     def __init__(self, run_dir: Path, trackers: list[Tracker] | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.trackers = trackers or []
         self.metrics_path = self.run_dir / METRICS_FILE
-        # Line buffering: each row reaches the file when it is written.
-        self._metrics = open(self.metrics_path, "a", buffering=1)  # noqa: SIM115
+        self.writes = is_main_process()
+        self._metrics = None
+        if self.writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # Line buffering: each row reaches the file when it is written.
+            self._metrics = open(self.metrics_path, "a", buffering=1)  # noqa: SIM115
 
     def log(self, row: dict[str, Any]) -> None:
         row = json_safe(row)
-        self._metrics.write(json.dumps(row) + "\n")
+        if self._metrics is not None:
+            self._metrics.write(json.dumps(row) + "\n")
         for tracker in self.trackers:
             tracker.log_metrics(row)
 
     def restart_from(self, rows: list[dict[str, Any]]) -> None:
         """Make metrics.jsonl hold exactly `rows` (a resumed run's records up to its
         checkpoint), replacing the file atomically, so no row is lost or written twice."""
+        if self._metrics is None:
+            return
         self._metrics.close()
         tmp = self.metrics_path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(json_safe(row)) + "\n" for row in rows))
@@ -86,12 +94,14 @@ class RunRecorder:
             tracker.log_image(name, path)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
+        if self.writes:
+            write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
 
     def close(self, summary: dict[str, Any]) -> None:
         """Final summary to disk first, then trackers: a tracker failure cannot lose it."""
         self.write_summary(summary)
-        self._metrics.close()
+        if self._metrics is not None:
+            self._metrics.close()
         for tracker in self.trackers:
             tracker.log_summary(json_safe(summary))
             tracker.finish(summary["status"])

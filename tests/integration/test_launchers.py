@@ -93,7 +93,11 @@ def test_ctrl_c_stops_a_joblib_sweep_after_checkpointing_its_running_jobs(tmp_pa
     assert result.returncode == 130, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     stopped = [summary(sweep / j) for j in ("0", "1")]
-    assert all(s["status"] == "interrupted" and s["checkpoint"] for s in stopped)
+    assert all(s["status"] == "interrupted" for s in stopped)
+    # The job that reached step 30 checkpointed there; the other one did wherever it was, unless
+    # the signal came before its first step (its worker still starting: on a loaded machine)
+    assert any(s.get("checkpoint") and s["checkpoint"]["step"] >= 30 for s in stopped)
+    assert all(s.get("checkpoint") or not s.get("steps") for s in stopped)
     assert not (sweep / "2" / "summary.json").exists()
     assert "[0] " in result.stdout and "[1] " in result.stdout
 

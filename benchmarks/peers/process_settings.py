@@ -47,6 +47,18 @@ def suites(flowers: Path) -> dict[str, tuple[list[str], list[tuple[str, dict, li
         ("OMP_WAIT_POLICY=PASSIVE", PASSIVE, []),
         ("GOMP_SPINCOUNT=10000", {**OFF, "GOMP_SPINCOUNT": "10000"}, []),
         ("1 thread (trainer.num_threads=1)", OFF, ["trainer.num_threads=1"]),
+        # the passive policy's own cost: this row against lrlab.runtime (both without page faults)
+        ("glibc thresholds only (OpenMP spins)", {**OFF, **MALLOPT_ENV}, []),
+        (
+            "thresholds + GOMP_SPINCOUNT=10000",
+            {**OFF, **MALLOPT_ENV, "GOMP_SPINCOUNT": "10000"},
+            [],
+        ),
+        (
+            "thresholds + GOMP_SPINCOUNT=100000",
+            {**OFF, **MALLOPT_ENV, "GOMP_SPINCOUNT": "100000"},
+            [],
+        ),
         ("lrlab.runtime (passive + mallopt)", {}, []),
     ]
     return {

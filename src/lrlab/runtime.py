@@ -48,6 +48,8 @@ def configure_process(environ: os._Environ | dict[str, str] | None = None) -> di
 def passive_openmp(env: os._Environ | dict[str, str]) -> str:
     if "OMP_WAIT_POLICY" in env:  # the user's choice, or an earlier call's
         return f"OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}"
+    if "GOMP_SPINCOUNT" in env:  # the user's spin-then-sleep choice (benchmarks/peers/README.md)
+        return f"unchanged (GOMP_SPINCOUNT={env['GOMP_SPINCOUNT']})"
     if torch_loaded():  # the OpenMP runtime has read its settings already
         return "unchanged (torch was imported first)"
     env["OMP_WAIT_POLICY"] = "PASSIVE"

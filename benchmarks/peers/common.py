@@ -19,7 +19,7 @@ SEED = 42  # lrlab's default `seed`
 
 
 def stratified_split(labels: list[int], val_fraction: float = 0.2, seed: int = 0):
-    """lrlab's split (src/lrlab/data.py `stratified_split`): sklearn, stratified, sorted."""
+    """lrlab's split (src/lrlab/data/split.py `stratified_split`): sklearn, stratified, sorted."""
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(labels))
@@ -30,7 +30,7 @@ def stratified_split(labels: list[int], val_fraction: float = 0.2, seed: int = 0
 
 
 # --- lrlab's SimpleCNN with its defaults (channels 32-64-128, hidden 128, dropout 0.25, kaiming),
-# copied so that the peers import no lrlab; tests/test_peers.py checks that it is the same net.
+# copied so that the peers import no lrlab; tests/unit/test_peers.py checks that it is the same net.
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or cfg.scheduler.name
+    stem = args.name or str(cfg.scheduler._target_).rsplit(".", 1)[-1].lower()
     with open(out / f"{stem}.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)

@@ -1,23 +1,24 @@
-"""Optimizers over layer-wise param groups, and lr/momentum schedules stepped per optimizer step.
+"""Optimizers over layer-wise param groups, and schedules of any param-group key stepped per
+optimizer step.
 
 - `param_groups.build_optimizer`: `cfg.optimizer` (a `_partial_` torch.optim class) over the
   model's param groups (differential lrs, no-decay groups).
-- `annealers`: fastai's annealing formulas (pure functions of progress).
-- `schedules`: every built-in schedule as a pure function of the optimizer step, with its
-  config schema.
-- `scheduler.build_scheduler`: the `scheduler:` config as a torch `LRScheduler`.
+- `schedules`: what a schedule is (`Schedule`: built from `_target_`, a function of the
+  optimizer step over a `Plan`) and every built-in one.
+- `scheduler.build_scheduler`: the `scheduler:` config applied to the optimizer (`Scheduler`),
+  or a torch / timm scheduler by `_target_` (`TorchScheduler`).
 """
 
 from lrlab.optim.param_groups import build_optimizer, group_lrs, lr_scales, param_groups
-from lrlab.optim.scheduler import Schedule, build_scheduler, group_momentum, scheduler_params
+from lrlab.optim.scheduler import Scheduler, build_scheduler, check_scheduler, group_momentum
 
 __all__ = [
-    "Schedule",
+    "Scheduler",
     "build_optimizer",
     "build_scheduler",
+    "check_scheduler",
     "group_lrs",
     "group_momentum",
     "lr_scales",
     "param_groups",
-    "scheduler_params",
 ]

@@ -1,145 +1,320 @@
-"""`build_scheduler`: a `scheduler:` config as a torch `LRScheduler` stepped per optimizer step.
+"""`build_scheduler`: the `scheduler:` config applied per optimizer step.
 
-Conventions (all schedules):
-- peak lr of a group = its `initial_lr` if set, else its `lr` at construction; a schedule
-  multiplies every group's peak by the same factor, so the ratios between groups hold;
-- durations are in epochs (fractions allowed), converted with `steps_per_epoch`;
-- absolute lrs in the config (`base_lr`, `eta_min`, `min_lr`) refer to the optimizer's own lr
-  (`optimizer.lr`); every group gets the same fraction of its own peak;
-- past the planned number of steps a schedule holds its last planned step's value;
-- other hyper-parameters (`params`: weight_decay, beta2, ...) follow schedules of their own,
-  stepped with the lr (`lrlab.optim.param_schedules`);
+The `scheduler:` node is a schedule by `_target_` (conf/scheduler/) plus three keys of lrlab's
+own: `warmup_epochs`, `warmup_start_factor` (a linear warmup of the lr first) and `params`
+(other param-group keys -> their schedules: weight_decay, momentum, beta1, beta2, ...). The
+`Scheduler` steps them all; a torch `LRScheduler` (or timm's) by `_target_` is stepped as it is.
+
+What the `Scheduler` owns, for every schedule:
+- the peak of a group = its `initial_lr` if set, else its `lr` at construction (as torch);
+  the lr and weight_decay multiply each group's own value, other keys are one value for all;
+- warmup: linear from `warmup_start_factor` x the schedule's first lr to it; the schedule runs
+  over the steps after it (the momentum of onecycle/clr holds its first value meanwhile);
+- past the planned steps (a resumed run with more epochs) the last planned value holds;
 - when the epochs have different numbers of steps (a resizing plan that changes the batch
-  size), a step takes the schedule's value at the fractional epoch where it starts.
+  size), a step takes the schedule's value at the fractional epoch where it starts;
+- `state_dict()`: the step, the groups' bases and a metric-driven schedule's state, so a
+  resumed run continues with exactly the values of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+import bisect
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from lrlab.errors import ConfigError
-from lrlab.optim.param_schedules import ParamTrack, build_track, read_key
-from lrlab.optim.planned import Clock, epoch_clock, planned
-from lrlab.optim.schedule_checks import (
-    cycles_momentum,
-    param_schedule_configs,
-    reference_lr,
-    scheduler_params,
-)
-from lrlab.optim.schedules import LrFn, MomFn, Plateau
+from lrlab.optim.schedules import OnMetric, Phases, Plan, Schedule, number, steps
+
+RESERVED_KEYS = ("warmup_epochs", "warmup_start_factor", "params")  # not the target's arguments
+SCALED_KEYS = ("lr", "weight_decay")  # multiply each group's own value; others: one for all
+BELOW_ONE = ("momentum", "beta1", "beta2")  # values that must stay in [0, 1)
+_BETA_INDEX = {"beta1": 0, "beta2": 1}
+Clock = Callable[[int], float]  # optimizer step -> the step the schedules are evaluated at
+
+
+# --- param-group keys: `momentum` is SGD/RMSprop momentum or Adam's beta1 (as in metrics.jsonl)
+
+
+def read_key(group: Mapping[str, Any], key: str) -> float:
+    if key in _BETA_INDEX or (key == "momentum" and "betas" in group):
+        return float(group["betas"][_BETA_INDEX.get(key, 0)])
+    return float(group[key])
+
+
+def write_key(group: MutableMapping[str, Any], key: str, value: float) -> None:
+    if key in _BETA_INDEX or (key == "momentum" and "betas" in group):
+        betas = list(group["betas"])
+        betas[_BETA_INDEX.get(key, 0)] = value
+        group["betas"] = tuple(betas)
+    else:
+        group[key] = value
 
 
 def group_momentum(group: Mapping[str, Any]) -> float | None:
     """A param group's momentum: SGD/RMSprop `momentum` or Adam-family `betas[0]` (else None)."""
-    if "betas" in group:
-        return float(group["betas"][0])
-    return float(group["momentum"]) if "momentum" in group else None
+    return read_key(group, "momentum") if "betas" in group or "momentum" in group else None
 
 
-class Schedule(LRScheduler):
-    """Sets every group's lr to `peak * lr_fn(t)` (and the momentum to `mom_fn(t)`) at step t.
+def _has_key(group: Mapping[str, Any], key: str) -> bool:
+    if key in _BETA_INDEX or key == "momentum":
+        return "betas" in group or (key == "momentum" and "momentum" in group)
+    value = group.get(key)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
-    `step()` after every optimizer step; `epoch_end(val_loss)` after each validation (only a
-    plateau schedule uses it). `state_dict()` holds the position, so a resumed run continues with
-    exactly the values of an uninterrupted one.
-    """
+
+def configured_value(optimizer: torch.optim.Optimizer, key: str, where: str) -> float:
+    """The optimizer's own value of `key` (absolute values in a schedule refer to it); a
+    one-line error when its param groups have no such number."""
+    if key == "lr":
+        lr = optimizer.defaults.get("lr")
+        if lr is None:
+            group = optimizer.param_groups[0]
+            lr = group.get("initial_lr", group["lr"])
+        return float(lr)
+    if key == "betas":
+        raise ConfigError(f"{where}.params.betas: schedule beta1 and beta2 as keys of their own")
+    if not all(_has_key(g, key) for g in optimizer.param_groups):
+        numeric = [k for k, v in optimizer.param_groups[0].items() if k != "lr" and _has_key({k: v}, k)]
+        extra = ["beta1", "beta2"] if "betas" in optimizer.defaults else []
+        raise ConfigError(
+            f"{where}.params.{key}: {type(optimizer).__name__}'s param groups have no number "
+            f"{key!r} (they have {sorted(numeric) + extra})"
+        )
+    return read_key(optimizer.defaults, key)
+
+
+# --- the config: which schedule, checked before any work starts
+
+
+def is_lrlab_schedule(node: Mapping[str, Any], where: str = "scheduler") -> bool:
+    """True for an lrlab `Schedule` target, False for a torch/timm scheduler class."""
+    from hydra.utils import get_object
+
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    if not target:
+        raise ConfigError(f"{where} needs a _target_ (a schedule, e.g. scheduler=onecycle)")
+    try:
+        cls = get_object(str(target))
+    except Exception as e:
+        raise ConfigError(f"{where}._target_={target!r} cannot be imported: {e}") from None
+    return isinstance(cls, type) and issubclass(cls, Schedule)
+
+
+def make_schedule(node: Mapping[str, Any], where: str, **kwargs: Any) -> Any:
+    """Hydra's instantiate without lrlab's own keys; a ConfigError from the schedule's checks
+    (`key=value: why`) comes back naming its place (`scheduler.key=value: why`)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    args = {k: v for k, v in plain.items() if k not in RESERVED_KEYS}  # type: ignore[union-attr]
+    try:
+        return instantiate(args, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(f"{where}.{cause}") from None
+        raise ConfigError(f"{where}: {cause or e}".splitlines()[0]) from None
+
+
+def warmup_settings(node: Mapping[str, Any], where: str) -> tuple[float, float]:
+    epochs = number(f"{where}.warmup_epochs", node.get("warmup_epochs", 0.0), lambda v: v >= 0,
+                    "must be a number of epochs >= 0")  # fmt: skip
+    start = number(f"{where}.warmup_start_factor", node.get("warmup_start_factor", 0.0),
+                   lambda v: 0 <= v <= 1, "must be in [0, 1]")  # fmt: skip
+    return epochs, start
+
+
+def param_schedules(node: Mapping[str, Any], where: str) -> dict[str, Schedule]:
+    """`<where>.params`: param-group key -> its schedule (each checked)."""
+    params = node.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}.params={params!r}: must map param-group keys to schedules")
+    out = {}
+    for key, sub in params.items():
+        at = f"{where}.params.{key}"
+        if key == "lr":
+            raise ConfigError(f"{at}: the lr is {where} itself; params schedules the other keys")
+        if not isinstance(sub, Mapping):
+            raise ConfigError(f"{at}={sub!r}: must be a schedule (_target_: ...)")
+        if any(k in sub for k in RESERVED_KEYS):
+            raise ConfigError(f"{at}: a param-group key's schedule has no warmup or params")
+        if not is_lrlab_schedule(sub, at):
+            raise ConfigError(f"{at}._target_={sub['_target_']!r}: not an lrlab.optim.schedules.Schedule")
+        schedule = make_schedule(sub, at)
+        if isinstance(schedule, OnMetric):
+            raise ConfigError(f"{at}._target_={sub['_target_']!r}: it adapts the lr only; use another")
+        out[str(key)] = schedule
+    return out
+
+
+def check_scheduler(node: Mapping[str, Any], where: str = "scheduler") -> None:
+    """The checks that need no optimizer (before any work starts): the schedules' own values."""
+    if is_lrlab_schedule(node, where):
+        make_schedule(node, where)
+        warmup_settings(node, where)
+        param_schedules(node, where)
+    else:
+        _refuse_lrlab_keys(node, where)
+
+
+def _refuse_lrlab_keys(node: Mapping[str, Any], where: str) -> None:
+    given = [k for k in RESERVED_KEYS if node.get(k) not in (None, 0, 0.0, {})]
+    if given:
+        raise ConfigError(
+            f"{where}.{given[0]}: {node['_target_']} is not an lrlab schedule; warm it up and "
+            "schedule other keys with torch's own (e.g. SequentialLR) or use an lrlab schedule"
+        )
+
+
+# --- applying schedules per optimizer step
+
+
+@dataclass
+class Track:
+    """One param-group key: `fn(t)` times each group's base (scaled keys) or one base."""
+
+    key: str
+    fn: Callable[[float], float]
+    scaled: bool
+    bases: list[float]  # scaled: each group's value at build time; else: [the multiplier]
+    schedule: Schedule
+
+
+class Scheduler:
+    """Sets every tracked param-group key from its schedule at each optimizer step: `step()`
+    after every optimizer step, `epoch_end(val_loss)` after each validation."""
 
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
-        lr_fn: LrFn,
-        mom_fn: MomFn | None = None,
-        plateau: dict[str, Any] | None = None,
-        params: Sequence[ParamTrack] = (),
+        tracks: Sequence[Track],
         clock: Clock | None = None,
     ) -> None:
-        self.lr_fn, self.mom_fn = lr_fn, mom_fn
-        self.params, self.clock = list(params), clock
-        self._plateau: ReduceLROnPlateau | None = None
-        if plateau is not None:
-            # torch's ReduceLROnPlateau only acts on an optimizer's lr, so it drives a stand-in
-            # one-parameter optimizer whose lr is the head lr the plateau logic would have set;
-            # the real groups get that fraction of their own peaks (on top of any warmup).
-            self._ref_lr = reference_lr(optimizer)
-            stand_in = torch.optim.SGD([torch.zeros(1)], lr=self._ref_lr)
-            self._plateau = ReduceLROnPlateau(stand_in, mode="min", **plateau)
-        super().__init__(optimizer)  # sets initial_lr, then applies step 0 via self.step()
-
-    def _plateau_factor(self) -> float:
-        if self._plateau is None:
-            return 1.0
-        return self._plateau.optimizer.param_groups[0]["lr"] / self._ref_lr
-
-    def _t(self) -> float:
-        return self.last_epoch if self.clock is None else self.clock(self.last_epoch)
-
-    def get_lr(self) -> list[float]:
-        mult = self.lr_fn(self._t()) * self._plateau_factor()
-        return [base * mult for base in self.base_lrs]
-
-    def _apply_momentum(self) -> None:
-        if self.mom_fn is not None:
-            m = self.mom_fn(self._t())
-            for group in self.optimizer.param_groups:
-                if "betas" in group:
-                    group["betas"] = (m, *group["betas"][1:])
-                else:
-                    group["momentum"] = m
-        for track in self.params:
-            track.apply(self.optimizer, self._t())
+        self.optimizer, self.tracks, self.clock = optimizer, list(tracks), clock
+        self.step_count = 0
+        self._apply()
 
     def _apply(self) -> None:
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
-            group["lr"] = lr
-        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
-        self._apply_momentum()
+        t = self.step_count if self.clock is None else self.clock(self.step_count)
+        groups = self.optimizer.param_groups
+        for track in self.tracks:
+            mult = track.fn(t)
+            if isinstance(track.schedule, OnMetric):
+                mult = mult * track.schedule.scale
+            values = [b * mult for b in track.bases] if track.scaled else [track.bases[0] * mult] * len(groups)
+            for group, value in zip(groups, values, strict=True):
+                write_key(group, track.key, value)
 
-    def step(self) -> None:  # type: ignore[override]
-        super().step()
-        self._apply_momentum()
-
-    def param_values(self) -> dict[str, float]:
-        """The scheduled hyper-parameters' current values in param group 0 (for the records)."""
-        group = self.optimizer.param_groups[0]
-        return {track.key: read_key(group, track.key) for track in self.params}
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
 
     def epoch_end(self, val_loss: float) -> None:
-        if self._plateau is not None:
-            self._plateau.step(val_loss)
-            self._apply()  # a reduction takes effect from the next optimizer step
+        """A metric-driven schedule (plateau) observes the validation loss; a change takes
+        effect from the next optimizer step."""
+        observers = [t.schedule for t in self.tracks if isinstance(t.schedule, OnMetric)]
+        for schedule in observers:
+            schedule.observe(val_loss)
+        if observers:
+            self._apply()
+
+    def param_values(self) -> dict[str, float]:
+        """The scheduled keys besides the lr in param group 0 (for the records)."""
+        group = self.optimizer.param_groups[0]
+        return {t.key: read_key(group, t.key) for t in self.tracks if t.key != "lr"}
+
+    def get_last_lr(self) -> list[float]:
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        # Only plain data: the schedule functions are rebuilt from the config on resume.
-        state: dict[str, Any] = {
-            "last_epoch": self.last_epoch,
-            "_step_count": self._step_count,
-            "base_lrs": list(self.base_lrs),
+        # Plain data only: the schedules are rebuilt from the config on resume.
+        return {
+            "step": self.step_count,
+            "bases": {t.key: list(t.bases) for t in self.tracks},
+            "metric": {t.key: t.schedule.state_dict() for t in self.tracks if isinstance(t.schedule, OnMetric)},
         }
-        if self._plateau is not None:
-            state["plateau"] = self._plateau.state_dict()
-            state["plateau_lr"] = self._plateau.optimizer.param_groups[0]["lr"]
-        if self.params:
-            state["param_bases"] = {track.key: list(track.bases) for track in self.params}
-        return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.last_epoch = state_dict["last_epoch"]
-        self._step_count = state_dict["_step_count"]
-        self.base_lrs = list(state_dict["base_lrs"])
-        if self._plateau is not None:
-            self._plateau.load_state_dict(dict(state_dict["plateau"]))
-            self._plateau.optimizer.param_groups[0]["lr"] = state_dict["plateau_lr"]
-        for track in self.params:
-            track.bases = list(state_dict["param_bases"][track.key])
-        self._apply()  # the groups' lr/momentum at the saved step, whatever was loaded before
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step_count = int(state["step"])
+        for track in self.tracks:
+            track.bases = list(state["bases"][track.key])
+            if isinstance(track.schedule, OnMetric):
+                track.schedule.load_state_dict(state["metric"][track.key])
+        self._apply()  # the values at the saved step, whatever was loaded before
 
 
-COMMON_KEYS = ("name", "warmup_epochs", "warmup_start_factor", "params")
+class TorchScheduler:
+    """A torch `LRScheduler` (or a timm scheduler) by `_target_`, stepped per optimizer step."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler, self.step_count = scheduler, 0
+        self.per_metric = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        self.timm = hasattr(scheduler, "step_update")  # timm: step_update(num_updates)
+        if self.timm:
+            scheduler.step_update(0)
+
+    def step(self) -> None:
+        self.step_count += 1
+        if self.timm:
+            self.scheduler.step_update(self.step_count)
+        elif not self.per_metric:
+            self.scheduler.step()
+
+    def epoch_end(self, val_loss: float) -> None:
+        if self.per_metric:
+            self.scheduler.step(val_loss)
+
+    def param_values(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step_count, "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step_count = int(state["step"])
+        self.scheduler.load_state_dict(dict(state["scheduler"]))
+        if self.timm:
+            self.scheduler.step_update(self.step_count)
+
+
+def epoch_clock(epoch_steps: Sequence[int] | None, spe: int) -> Clock | None:
+    """Step t of epoch e, j steps in, as the step (e + j / steps of epoch e) * spe of a run with
+    `spe` steps in every epoch; None when every epoch has `spe` steps."""
+    if not epoch_steps or all(s == spe for s in epoch_steps):
+        return None
+    lengths = list(epoch_steps)
+    starts = [0]
+    for s in lengths:
+        starts.append(starts[-1] + s)
+
+    def clock(t: int) -> float:
+        if t >= starts[-1]:  # past the plan: the last epoch's length goes on
+            e, j = divmod(t - starts[-1], lengths[-1])
+            return (len(lengths) + e + j / lengths[-1]) * spe
+        e = bisect.bisect_right(starts, t) - 1
+        return (e + (t - starts[e]) / lengths[e]) * spe
+
+    return clock
+
+
+def _planned(fn: Callable[[float], float], offset: int, last: int, hold_at_start: bool) -> Callable[[float], float]:
+    """`fn` started `offset` steps in (held at its first value before: the warmup), and held at
+    its last planned value from step `last` on."""
+    if hold_at_start:
+        return lambda t: fn(max(0, min(t, last) - offset))
+    return lambda t: fn(min(t, last))
+
+
+def _warmup(fn: Callable[[float], float], warmup: int, start: float) -> Callable[[float], float]:
+    """Linear warmup from `start` x the schedule's first value to it, then the schedule."""
+    first = fn(0)
+    return lambda t: first * (start + (1 - start) * t / warmup) if t < warmup else fn(t - warmup)
 
 
 def build_scheduler(
@@ -149,34 +324,77 @@ def build_scheduler(
     epochs: int,
     epoch_steps: Sequence[int] | None = None,
     where: str = "scheduler",
-) -> Schedule:
-    """The `scheduler:` config as a `Schedule` over `epochs * steps_per_epoch` optimizer steps.
+) -> Scheduler | TorchScheduler:
+    """The `scheduler:` config over `epochs * steps_per_epoch` optimizer steps.
 
     Build it after the optimizer's lrs are final (e.g. after the LR finder): it reads each
     group's peak here. `epoch_steps`: the real optimizer steps of each epoch when they differ
-    from `steps_per_epoch` (the last one holds for later epochs); the schedule then follows the
-    fractional epoch. `where`: the config key named in errors."""
+    from `steps_per_epoch` (the last one holds for later epochs). `where`: the config key named
+    in errors."""
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"need steps_per_epoch, epochs >= 1, got {steps_per_epoch}, {epochs}")
-    ref = reference_lr(optimizer)
+    for group in optimizer.param_groups:  # the peak, as torch's LRScheduler stamps it
+        group.setdefault("initial_lr", group["lr"])
+    ref = configured_value(optimizer, "lr", where)
     if not ref > 0:
         raise ConfigError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
-    name, params = scheduler_params(sched_cfg, ref, where)
-    lr_fn, mom_fn = planned(name, params, steps_per_epoch, epochs, ref, where)
-    if "cycle_momentum" in params and not cycles_momentum(params["cycle_momentum"], optimizer):
-        mom_fn = None
-    tracks = [
-        build_track(key, node, optimizer, steps_per_epoch, epochs, where)
-        for key, node in param_schedule_configs(dict(sched_cfg).get("params"), where).items()
-    ]
-    cycled = [t.key for t in tracks if t.key in ("momentum", "beta1") and mom_fn is not None]
-    if cycled and (cycled[0] == "momentum" or "betas" in optimizer.defaults):
+    if not is_lrlab_schedule(sched_cfg, where):
+        _refuse_lrlab_keys(sched_cfg, where)
+        return TorchScheduler(make_schedule(sched_cfg, where, optimizer=optimizer))
+    schedule: Schedule = make_schedule(sched_cfg, where)
+    warmup_epochs, start = warmup_settings(sched_cfg, where)
+    total = steps_per_epoch * epochs
+    warmup = steps(warmup_epochs, steps_per_epoch)
+    if warmup >= total:
         raise ConfigError(
-            f"{where}.params.{cycled[0]}: {where}={name} already cycles the momentum; "
-            f"set {where}.cycle_momentum=false to schedule it in params"
+            f"{where}.warmup_epochs={warmup_epochs:g}: leaves no steps of the {epochs}-epoch run"
         )
-    plateau = None
-    if name == "plateau":
-        plateau = {k: params[k] for k in asdict(Plateau()) if k not in COMMON_KEYS}
-    clock = epoch_clock(epoch_steps, steps_per_epoch)
-    return Schedule(optimizer, lr_fn, mom_fn, plateau=plateau, params=tracks, clock=clock)
+    plan = Plan(total - warmup, steps_per_epoch, ref, total / steps_per_epoch - warmup_epochs)
+    try:
+        lr = schedule.curve(plan)
+        companions = schedule.companions(optimizer)
+        extra = {k: (s, s.curve(plan)) for k, s in companions.items()}
+    except ConfigError as e:  # a schedule's own message, `key=value: why`
+        raise ConfigError(f"{where}.{e}") from None
+    if warmup:
+        lr = _warmup(lr, warmup, start)
+    last = total - 1
+    tracks = [Track("lr", _planned(lr, 0, last, False), True, [float(g["initial_lr"]) for g in optimizer.param_groups], schedule)]
+    for key, (s, fn) in extra.items():
+        tracks.append(Track(key, _planned(fn, warmup, last, True), False, [1.0], s))
+    for key, s in param_schedules(sched_cfg, where).items():
+        if key in extra or (key == "beta1" and "momentum" in extra and "betas" in optimizer.defaults):
+            raise ConfigError(
+                f"{where}.params.{key}: {where}._target_ ({type(schedule).__name__}) already cycles the "
+                f"momentum; set {where}.cycle_momentum=false to schedule it in params"
+            )
+        tracks.append(_param_track(key, s, optimizer, steps_per_epoch, total, where))
+    return Scheduler(optimizer, tracks, epoch_clock(epoch_steps, steps_per_epoch))
+
+
+def _param_track(
+    key: str, schedule: Schedule, optimizer: torch.optim.Optimizer, spe: int, total: int, where: str
+) -> Track:
+    at = f"{where}.params.{key}"
+    configured = configured_value(optimizer, key, where)
+    scaled = key in SCALED_KEYS
+    if (scaled or not schedule.gives_values) and not configured > 0:
+        hint = "" if scaled else " (or give the values themselves with phases)"
+        raise ConfigError(
+            f"{at}: the optimizer's {key} is {configured:g}, and this schedule multiplies it; "
+            f"set the optimizer's {key} > 0{hint}"
+        )
+    plan = Plan(total, spe, configured or 1.0, total / spe)
+    try:
+        fn = schedule.curve(plan)
+    except ConfigError as e:
+        raise ConfigError(f"{at}.{e}") from None
+    if key in BELOW_ONE and isinstance(schedule, Phases):
+        high = max(p.high() for p in schedule.phases)
+        if high >= 1:
+            raise ConfigError(f"{at}.phases: {key} must stay below 1, a phase reaches {high:g}")
+    if scaled:
+        bases = [read_key(g, key) for g in optimizer.param_groups]
+    else:
+        bases = [1.0 if schedule.gives_values else configured]
+    return Track(key, _planned(fn, 0, total - 1, False), scaled, bases, schedule)

@@ -1,9 +1,15 @@
-"""Every built-in schedule as a pure function of the optimizer step, with its config schema.
+"""What a schedule is, and every built-in one.
 
-A schedule factory takes the checked parameters, the number of steps it runs (`n`), the steps
-per epoch and the optimizer's own lr, and returns `lr_fn(t)` (a multiplier of each param
-group's peak lr) and, for the cyclic ones, `mom_fn(t)` (the momentum / Adam beta1). The
-dataclasses are the `scheduler:` configs' schemas and the single source of their defaults.
+A schedule is a small object Hydra builds from `_target_` (conf/scheduler/<name>.yaml holds its
+values); its constructor checks them. `curve(plan)` lays it over a run: it returns the value at
+each optimizer step `t` in `[0, plan.steps)`. For the lr (and weight_decay) the value multiplies
+each param group's own value, so the ratios between groups hold; for another key (momentum,
+beta2, ...) it multiplies the optimizer's value of the key, or is the value itself when
+`gives_values` (phases, the cyclic momentum of onecycle and clr).
+
+`lrlab.optim.scheduler.Scheduler` applies them: warmup, holding the last value past the plan,
+the epoch clock and resume are its job, not a schedule's. Durations in the configs are in
+epochs (fractions allowed); absolute values (`eta_min`, ...) are in units of `plan.ref`.
 """
 
 from __future__ import annotations
@@ -11,240 +17,557 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from lrlab.optim.annealers import ANNEALERS, anneal_cos
-from lrlab.optim.phases import Phases, phases_schedule
-from lrlab.optim.schedule_base import (
-    Factory,
-    LrFn,
-    MomFn,
-    Params,
-    ScheduleConfig,
-    duration,
-    steps,
-)
+from lrlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
-CLR_BASE_DIV = 6.0  # default CLR base_lr = peak / 6 (the seed study's factor)
+Curve = Callable[[float], float]  # optimizer step -> value
 
 
-# --- schemas (`conf/scheduler/<name>.yaml`): durations in epochs, fractions allowed
+@dataclass(frozen=True)
+class Plan:
+    """What a schedule is laid over."""
+
+    steps: int  # optimizer steps the schedule runs (after any warmup)
+    steps_per_epoch: int
+    ref: float  # the optimizer's own value of the key: absolute values refer to it
+    epochs: float  # the schedule's length in epochs (after any warmup)
 
 
-@dataclass
-class Constant(ScheduleConfig):
-    """Every param group stays at its own peak."""
+class Schedule:
+    """A function of training progress; subclasses check their values in `__init__`."""
 
-    name: str = "constant"
+    gives_values = False  # keys other than lr/weight_decay: True = the values themselves
 
+    def curve(self, plan: Plan) -> Curve:
+        raise NotImplementedError
 
-@dataclass
-class Step(ScheduleConfig):
-    """MultiStepLR: lr = peak * gamma ** (milestones passed)."""
-
-    name: str = "step"
-    milestones: list[float] = field(default_factory=lambda: [3.0, 4.0])  # epochs
-    gamma: float = 0.1
+    def companions(self, optimizer: torch.optim.Optimizer) -> dict[str, Schedule]:
+        """Schedules of other param-group keys that come with this one (onecycle's momentum)."""
+        return {}
 
 
-@dataclass
-class Cosine(ScheduleConfig):
-    """CosineAnnealingLR over the whole run."""
+class OnMetric(Schedule):
+    """A metric-driven schedule: `observe(val_loss)` after each epoch; its `scale` multiplies the
+    curve from the next step on. `state_dict` makes it resumable."""
 
-    name: str = "cosine"
-    eta_min: float = 0.0  # final lr of the head group (optimizer.lr); others: the same fraction
+    scale = 1.0
 
+    def observe(self, metric: float) -> None:
+        raise NotImplementedError
 
-@dataclass
-class Plateau(ScheduleConfig):
-    """ReduceLROnPlateau on the validation loss, checked after every epoch."""
+    def state_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
 
-    name: str = "plateau"
-    factor: float = 0.1  # lr multiplier at each reduction
-    patience: int = 2  # epochs without improvement before a reduction
-    threshold: float = 1e-4  # the least improvement that counts
-    threshold_mode: str = "rel"  # rel: better than best * (1 - threshold) | abs: best - threshold
-    cooldown: int = 0  # epochs after a reduction before bad epochs count again
-    min_lr: float = 0.0  # lower bound of the head group's lr; others keep their ratio
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        vars(self).update(state)
 
 
-@dataclass
-class CLR(ScheduleConfig):
-    """Cyclical learning rates (Smith 2017), value for value torch's CyclicLR."""
-
-    name: str = "clr"
-    base_lr: float | None = None  # null: peak / 6 (follows the peak, e.g. the LR finder's)
-    step_size: float = 2.0  # epochs from base_lr up to the peak
-    step_size_down: float | None = None  # epochs from the peak back down; null: = step_size
-    mode: str = "triangular"  # triangular | triangular2 | exp_range
-    gamma: float = 1.0  # exp_range: amplitude multiplied by gamma every optimizer step
-    cycle_momentum: bool | None = False  # true: momentum/beta1 cycles inversely to the lr
-    base_momentum: float = 0.8  # momentum at the peak lr
-    max_momentum: float = 0.9  # momentum at base_lr
+# --- checks: one-line errors `key=value: why`; the builder puts the config path in front
 
 
-@dataclass
-class OneCycle(ScheduleConfig):
-    """The 1cycle policy (Smith 2018), value for value torch's OneCycleLR."""
-
-    name: str = "onecycle"
-    pct_start: float = 0.3  # fraction of the run spent rising to the peak
-    div_factor: float = 25.0  # start lr = peak / div_factor
-    final_div_factor: float = 1e4  # final lr = start lr / final_div_factor
-    anneal_strategy: str = "cos"  # cos | linear (torch's) | exp (fastai's SchedExp)
-    three_phase: bool = False  # rise, fall back to the start lr, then anneal to the final lr
-    cycle_momentum: bool | None = None  # null: Adam beta1, or SGD/RMSprop momentum if nonzero
-    base_momentum: float = 0.85  # momentum at the peak lr
-    max_momentum: float = 0.95  # momentum at the start and end
+def number(key: str, value: Any, ok: Callable[[float], bool] = lambda v: True, why: str = "") -> float:
+    """`value` as a float if it is a number (not a bool) that passes `ok`, else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+        raise ConfigError(f"{key}={value!r}: {why or 'must be a number'}")
+    return float(value)
 
 
-@dataclass
-class SGDR(ScheduleConfig):
-    """Cosine annealing with warm restarts: torch's CosineAnnealingWarmRestarts stepped with
-    fractional epochs; defaults as fastai's fit_sgdr (restarts at epochs 1, 3, 7, 15, ...)."""
-
-    name: str = "sgdr"
-    t_0: float = 1.0  # length of the first cycle in epochs
-    t_mult: float = 2.0  # each cycle is t_mult times longer than the previous one
-    eta_min: float = 0.0  # lr at the end of every cycle (head group)
-    cycle_decay: float = 1.0  # the peak is multiplied by this at every restart
+def integer(key: str, value: Any, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+    return value
 
 
-@dataclass
-class FlatCos(ScheduleConfig):
-    """fastai's fit_flat_cos: flat at the peak, then cosine annealing to peak / div_final."""
-
-    name: str = "flat_cos"
-    pct_start: float = 0.75  # fraction of the run at the peak
-    div_final: float = 1e5
+def choice(key: str, value: Any, options: Sequence[Any]) -> Any:
+    if value not in options:
+        raise ConfigError(f"{key}={value!r}: must be {' | '.join(map(str, options))}")
+    return value
 
 
-# --- the schedules: (params, steps, steps per epoch, optimizer.lr) -> (lr_fn, mom_fn)
+def positive(key: str, value: Any) -> float:
+    return number(key, value, lambda v: v > 0, "must be > 0")
 
 
-def _constant(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    return (lambda t: 1.0), None
+def epochs(key: str, value: Any) -> float:
+    return number(key, value, lambda v: v > 0, "must be a number of epochs > 0")
 
 
-def _step(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    milestones = [steps(m, spe) for m in p["milestones"]]  # MultiStepLR decays *at* these steps
-    if milestones[-1:] and milestones[-1] >= n:
-        log.warning("scheduler.milestones=%s: some lie past the run's end", p["milestones"])
-    gamma = p["gamma"]
-    return (lambda t: gamma ** bisect.bisect_right(milestones, t)), None
+def fraction(key: str, value: Any, ref: float) -> float:
+    """An absolute value below the optimizer's (`eta_min`, `min_lr`) as a fraction of it."""
+    return number(key, value, lambda v: 0 <= v < ref, f"must be in [0, optimizer.lr={ref:g})") / ref
 
 
-def _cosine(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    eta = p["eta_min"] / ref
-    return (lambda t: anneal_cos(1.0, eta, t / n)), None  # CosineAnnealingLR with T_max = n
+def steps(epochs: float, spe: int) -> int:
+    """Epochs (fractions allowed) as optimizer steps, rounding halves up."""
+    return math.floor(epochs * spe + 0.5)
 
 
-def _plateau(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    return (lambda t: 1.0), None  # the reductions are applied by Schedule.epoch_end
+def duration(epochs: float, spe: int) -> int:
+    """A positive duration in epochs as a whole number (at least 1) of optimizer steps."""
+    return max(1, steps(epochs, spe))
 
 
-def _clr(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    # torch.optim.lr_scheduler.CyclicLR.get_lr, as a multiplier of the peak.
-    up = duration(p["step_size"], spe)
-    down = up if p["step_size_down"] is None else duration(p["step_size_down"], spe)
-    size, ratio = up + down, up / (up + down)
-    low = 1 / CLR_BASE_DIV if p["base_lr"] is None else p["base_lr"] / ref
-    mode, gamma = p["mode"], p["gamma"]
-
-    def height(t: int) -> float:  # 0 at base_lr, 1 at the peak, times the mode's amplitude
-        cycle = math.floor(1 + t / size)
-        x = 1.0 + t / size - cycle
-        rise = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
-        if mode == "triangular2":
-            return rise / 2.0 ** (cycle - 1)
-        if mode == "exp_range":
-            return rise * gamma**t
-        return rise
-
-    lo_m, hi_m = p["base_momentum"], p["max_momentum"]
-    return (lambda t: low + (1 - low) * height(t)), (lambda t: hi_m - (hi_m - lo_m) * height(t))
+# --- fastai's annealing formulas (SchedLin/SchedCos/SchedExp/SchedPoly): start -> end, pct 0 -> 1
 
 
-def _onecycle(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    # torch.optim.lr_scheduler.OneCycleLR.get_lr, as a multiplier of the peak.
-    anneal = ANNEALERS[p["anneal_strategy"]]
-    start = 1.0 / p["div_factor"]
-    final = start / p["final_div_factor"]
-    lo_m, hi_m = p["base_momentum"], p["max_momentum"]
-    up_end = p["pct_start"] * n - 1
-    # (end step, lr from, lr to, momentum from, momentum to)
-    if p["three_phase"]:
-        phases = [
-            (up_end, start, 1.0, hi_m, lo_m),
-            (2 * p["pct_start"] * n - 2, 1.0, start, lo_m, hi_m),
-            (n - 1, start, final, hi_m, hi_m),
-        ]
-    else:
-        phases = [(up_end, start, 1.0, hi_m, lo_m), (n - 1, 1.0, final, lo_m, hi_m)]
-
-    def at(t: int, lr: bool) -> float:
-        t = min(t, n - 1)  # hold the final value past the end (OneCycleLR raises)
-        begin = 0.0
-        for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
-            if t <= end or i == len(phases) - 1:
-                pct = (t - begin) / (end - begin) if end > begin else 1.0
-                return anneal(lr0, lr1, pct) if lr else anneal(m0, m1, pct)
-            begin = end
-        raise AssertionError("unreachable")
-
-    return (lambda t: at(t, True)), (lambda t: at(t, False))
+def anneal_linear(start: float, end: float, pct: float) -> float:
+    return start + (end - start) * pct
 
 
-def _sgdr(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    # CosineAnnealingWarmRestarts(T_0, T_mult, eta_min).step(t / spe): restarts at the exact
-    # fractional epochs t_0 * (1 + t_mult + ... + t_mult**(k-1)), counted here in (fractional)
-    # steps; the peak is multiplied by cycle_decay at each restart (timm's cycle_decay).
-    first, t_mult = p["t_0"] * spe, p["t_mult"]  # the first cycle's length in steps
-    eta, decay = p["eta_min"] / ref, p["cycle_decay"]
-
-    def cycle_start(k: int) -> float:
-        return first * k if t_mult == 1 else first * (t_mult**k - 1) / (t_mult - 1)
-
-    def lr(t: int) -> float:
-        if t_mult == 1:
-            k = math.floor(t / first)
-        else:  # torch's closed form, then nudged where floating point lands beside a boundary
-            k = math.floor(math.log(t / first * (t_mult - 1) + 1, t_mult))
-        while cycle_start(k + 1) <= t:
-            k += 1
-        while k > 0 and cycle_start(k) > t:
-            k -= 1
-        return anneal_cos(decay**k, eta, (t - cycle_start(k)) / (first * t_mult**k))
-
-    return lr, None
+def anneal_cos(start: float, end: float, pct: float) -> float:
+    return start + (1 + math.cos(math.pi * (1 - pct))) * (end - start) / 2
 
 
-def _flat_cos(p: Params, n: int, spe: int, ref: float) -> tuple[LrFn, MomFn | None]:
-    # fastai's fit_flat_cos: combine_scheds([pct_start, 1 - pct_start], [no-op, cos]).
-    pct_start, final = p["pct_start"], 1.0 / p["div_final"]
-
-    def lr(t: int) -> float:
-        pct = t / n
-        if pct < pct_start:
-            return 1.0
-        return anneal_cos(1.0, final, (pct - pct_start) / (1 - pct_start))
-
-    return lr, None
+def anneal_exp(start: float, end: float, pct: float) -> float:
+    return start * (end / start) ** pct
 
 
-# name -> (factory, schema)
-SCHEDULES: dict[str, tuple[Factory, type[ScheduleConfig]]] = {
-    "constant": (_constant, Constant),
-    "step": (_step, Step),
-    "cosine": (_cosine, Cosine),
-    "plateau": (_plateau, Plateau),
-    "clr": (_clr, CLR),
-    "onecycle": (_onecycle, OneCycle),
-    "sgdr": (_sgdr, SGDR),
-    "flat_cos": (_flat_cos, FlatCos),
-    "phases": (phases_schedule, Phases),
+def anneal_poly(start: float, end: float, pct: float, power: float = 2.0) -> float:
+    return start + (end - start) * pct**power
+
+
+SHAPES: dict[str, Callable[[float, float, float, float], float]] = {
+    "linear": lambda s, e, pos, power: anneal_linear(s, e, pos),
+    "cos": lambda s, e, pos, power: anneal_cos(s, e, pos),
+    "exp": lambda s, e, pos, power: anneal_exp(s, e, pos),
+    "poly": anneal_poly,
+    "const": lambda s, e, pos, power: s,
 }
 
-__all__ = ["SCHEDULES", "Factory", "LrFn", "MomFn", "Params", "ScheduleConfig", "steps"]
+
+# --- the built-ins
+
+
+class Constant(Schedule):
+    """Every param group stays at its own value."""
+
+    def curve(self, plan: Plan) -> Curve:
+        return lambda t: 1.0
+
+
+class Step(Schedule):
+    """torch's MultiStepLR: value = peak * gamma ** (milestones passed)."""
+
+    def __init__(self, milestones: Sequence[float], gamma: float) -> None:
+        ms = _plain(milestones)
+        ms = list(ms) if isinstance(ms, tuple) else ms
+        if not isinstance(ms, list) or not all(
+            isinstance(m, int | float) and not isinstance(m, bool) and m > 0 for m in ms
+        ) or ms != sorted(ms):
+            raise ConfigError(f"milestones={ms!r}: must be an increasing list of epochs > 0")
+        self.milestones = ms
+        self.gamma = number("gamma", gamma, lambda v: 0 < v <= 1, "must be in (0, 1]")
+
+    def curve(self, plan: Plan) -> Curve:
+        at = [steps(m, plan.steps_per_epoch) for m in self.milestones]  # decays *at* these steps
+        if at[-1:] and at[-1] >= plan.steps:
+            log.warning("scheduler.milestones=%s: some lie past the run's end", self.milestones)
+        gamma = self.gamma
+        return lambda t: gamma ** bisect.bisect_right(at, t)
+
+
+class Cosine(Schedule):
+    """torch's CosineAnnealingLR over the whole run (T_max = the run)."""
+
+    def __init__(self, eta_min: float) -> None:
+        self.eta_min = number("eta_min", eta_min, lambda v: v >= 0, "must be >= 0")
+
+    def curve(self, plan: Plan) -> Curve:
+        eta, n = fraction("eta_min", self.eta_min, plan.ref), plan.steps
+        return lambda t: anneal_cos(1.0, eta, t / n)
+
+
+class FlatCos(Schedule):
+    """fastai's fit_flat_cos: flat at the peak, then cosine annealing to peak / div_final."""
+
+    def __init__(self, pct_start: float, div_final: float) -> None:
+        self.pct_start = number("pct_start", pct_start, lambda v: 0 < v < 1, "must be in (0, 1)")
+        self.div_final = positive("div_final", div_final)
+
+    def curve(self, plan: Plan) -> Curve:
+        # combine_scheds([pct_start, 1 - pct_start], [no-op, cos])
+        pct_start, final, n = self.pct_start, 1.0 / self.div_final, plan.steps
+
+        def lr(t: float) -> float:
+            pct = t / n
+            if pct < pct_start:
+                return 1.0
+            return anneal_cos(1.0, final, (pct - pct_start) / (1 - pct_start))
+
+        return lr
+
+
+def _cycle_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> bool:
+    """null (auto): cycle Adam-family beta1, or SGD/RMSprop momentum when it is nonzero."""
+    d = optimizer.defaults
+    if setting is None:
+        return "betas" in d or float(d.get("momentum", 0.0)) > 0
+    if setting and "betas" not in d and "momentum" not in d:
+        name = type(optimizer).__name__
+        raise ConfigError(f"cycle_momentum=True: {name} has no momentum or betas to cycle")
+    return bool(setting)
+
+
+class _Momentum(Schedule):
+    """The momentum that a cyclic lr schedule moves the opposite way (its values)."""
+
+    gives_values = True
+
+    def __init__(self, owner: OneCycle | CLR) -> None:
+        self.owner = owner
+
+    def curve(self, plan: Plan) -> Curve:
+        return self.owner.momentum_curve(plan)
+
+
+class _Cyclic(Schedule):
+    """onecycle and clr: the lr and, inversely, the momentum (Adam: beta1)."""
+
+    def _check_momentum(self, cycle: Any, base: Any, top: Any) -> None:
+        self.cycle_momentum = choice("cycle_momentum", cycle, (None, True, False))
+        self.base_momentum = number("base_momentum", base, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        self.max_momentum = number("max_momentum", top, lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+    def companions(self, optimizer: torch.optim.Optimizer) -> dict[str, Schedule]:
+        cycles = _cycle_momentum(self.cycle_momentum, optimizer)
+        return {"momentum": _Momentum(self)} if cycles else {}  # type: ignore[arg-type]
+
+
+class OneCycle(_Cyclic):
+    """The 1cycle policy (Smith 2018), value for value torch's OneCycleLR."""
+
+    def __init__(
+        self,
+        pct_start: float,
+        div_factor: float,
+        final_div_factor: float,
+        anneal_strategy: str,
+        three_phase: bool,
+        cycle_momentum: bool | None,
+        base_momentum: float,
+        max_momentum: float,
+    ) -> None:
+        self.pct_start = number("pct_start", pct_start, lambda v: 0 < v < 1, "must be in (0, 1)")
+        self.div_factor = positive("div_factor", div_factor)
+        self.final_div_factor = positive("final_div_factor", final_div_factor)
+        self.anneal = ANNEALERS[choice("anneal_strategy", anneal_strategy, list(ANNEALERS))]
+        self.three_phase = choice("three_phase", three_phase, (True, False))
+        self._check_momentum(cycle_momentum, base_momentum, max_momentum)
+
+    def _at(self, plan: Plan, lr: bool) -> Curve:
+        # torch.optim.lr_scheduler.OneCycleLR.get_lr, as a multiplier of the peak
+        n, anneal = plan.steps, self.anneal
+        start = 1.0 / self.div_factor
+        final = start / self.final_div_factor
+        lo_m, hi_m = self.base_momentum, self.max_momentum
+        up_end = self.pct_start * n - 1
+        # (end step, lr from, lr to, momentum from, momentum to)
+        if self.three_phase:
+            phases = [
+                (up_end, start, 1.0, hi_m, lo_m),
+                (2 * self.pct_start * n - 2, 1.0, start, lo_m, hi_m),
+                (n - 1, start, final, hi_m, hi_m),
+            ]
+        else:
+            phases = [(up_end, start, 1.0, hi_m, lo_m), (n - 1, 1.0, final, lo_m, hi_m)]
+
+        def at(t: float) -> float:
+            begin = 0.0
+            for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
+                if t <= end or i == len(phases) - 1:
+                    pct = (t - begin) / (end - begin) if end > begin else 1.0
+                    return anneal(lr0, lr1, pct) if lr else anneal(m0, m1, pct)
+                begin = end
+            raise AssertionError("unreachable")
+
+        return at
+
+    def curve(self, plan: Plan) -> Curve:
+        return self._at(plan, True)
+
+    def momentum_curve(self, plan: Plan) -> Curve:
+        return self._at(plan, False)
+
+
+CLR_BASE_DIV = 6.0  # base_lr: null is peak / 6 (the seed study's factor)
+
+
+class CLR(_Cyclic):
+    """Cyclical learning rates (Smith 2017), value for value torch's CyclicLR."""
+
+    def __init__(
+        self,
+        base_lr: float | None,
+        step_size: float,
+        step_size_down: float | None,
+        mode: str,
+        gamma: float,
+        cycle_momentum: bool | None,
+        base_momentum: float,
+        max_momentum: float,
+    ) -> None:
+        self.base_lr = None if base_lr is None else number("base_lr", base_lr, lambda v: v >= 0, "must be null (= optimizer.lr / 6) or >= 0")
+        self.step_size = epochs("step_size", step_size)
+        self.step_size_down = None if step_size_down is None else epochs("step_size_down", step_size_down)
+        self.mode = choice("mode", mode, ("triangular", "triangular2", "exp_range"))
+        self.gamma = number("gamma", gamma, lambda v: 0 < v <= 1, "must be in (0, 1]")
+        self._check_momentum(cycle_momentum, base_momentum, max_momentum)
+
+    def _height(self, plan: Plan) -> Curve:
+        # torch.optim.lr_scheduler.CyclicLR.get_lr: 0 at base_lr, 1 at the peak, x amplitude
+        spe = plan.steps_per_epoch
+        up = duration(self.step_size, spe)
+        down = up if self.step_size_down is None else duration(self.step_size_down, spe)
+        size, ratio = up + down, up / (up + down)
+        mode, gamma = self.mode, self.gamma
+
+        def height(t: float) -> float:
+            cycle = math.floor(1 + t / size)
+            x = 1.0 + t / size - cycle
+            rise = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+            if mode == "triangular2":
+                return rise / 2.0 ** (cycle - 1)
+            if mode == "exp_range":
+                return rise * gamma**t
+            return rise
+
+        return height
+
+    def curve(self, plan: Plan) -> Curve:
+        if self.base_lr is None:
+            low = 1 / CLR_BASE_DIV
+        else:
+            low = number("base_lr", self.base_lr, lambda v: v < plan.ref,
+                         f"must be null (= optimizer.lr / 6) or in [0, optimizer.lr={plan.ref:g})") / plan.ref  # fmt: skip
+        height = self._height(plan)
+        return lambda t: low + (1 - low) * height(t)
+
+    def momentum_curve(self, plan: Plan) -> Curve:
+        height, lo_m, hi_m = self._height(plan), self.base_momentum, self.max_momentum
+        return lambda t: hi_m - (hi_m - lo_m) * height(t)
+
+
+class SGDR(Schedule):
+    """Cosine annealing with warm restarts: torch's CosineAnnealingWarmRestarts stepped with
+    fractional epochs; the peak times cycle_decay at every restart (timm's cycle_decay)."""
+
+    def __init__(self, t_0: float, t_mult: float, eta_min: float, cycle_decay: float) -> None:
+        self.t_0 = epochs("t_0", t_0)
+        self.t_mult = number("t_mult", t_mult, lambda v: v >= 1, "must be >= 1")
+        self.eta_min = number("eta_min", eta_min, lambda v: v >= 0, "must be >= 0")
+        self.cycle_decay = number("cycle_decay", cycle_decay, lambda v: 0 < v <= 1, "must be in (0, 1]")
+
+    def curve(self, plan: Plan) -> Curve:
+        # restarts at the fractional epochs t_0 * (1 + t_mult + ... + t_mult**(k-1)), in steps
+        first, t_mult = self.t_0 * plan.steps_per_epoch, self.t_mult
+        eta, decay = fraction("eta_min", self.eta_min, plan.ref), self.cycle_decay
+
+        def cycle_start(k: int) -> float:
+            return first * k if t_mult == 1 else first * (t_mult**k - 1) / (t_mult - 1)
+
+        def lr(t: float) -> float:
+            if t_mult == 1:
+                k = math.floor(t / first)
+            else:  # torch's closed form, then nudged where floating point lands beside a boundary
+                k = math.floor(math.log(t / first * (t_mult - 1) + 1, t_mult))
+            while cycle_start(k + 1) <= t:
+                k += 1
+            while k > 0 and cycle_start(k) > t:
+                k -= 1
+            return anneal_cos(decay**k, eta, (t - cycle_start(k)) / (first * t_mult**k))
+
+        return lr
+
+
+class Plateau(OnMetric):
+    """torch's ReduceLROnPlateau on the validation loss, checked after every epoch: its logic
+    on the head group's lr, which every group follows in proportion."""
+
+    def __init__(
+        self,
+        factor: float,
+        patience: int,
+        threshold: float,
+        threshold_mode: str,
+        cooldown: int,
+        min_lr: float,
+    ) -> None:
+        self.factor = number("factor", factor, lambda v: 0 < v < 1, "must be in (0, 1)")
+        self.patience = integer("patience", patience)
+        self.threshold = number("threshold", threshold, lambda v: v >= 0, "must be >= 0")
+        self.threshold_mode = choice("threshold_mode", threshold_mode, ("rel", "abs"))
+        self.cooldown = integer("cooldown", cooldown)
+        self.min_lr = number("min_lr", min_lr, lambda v: v >= 0, "must be >= 0")
+        self.best, self.bad_epochs, self.cooldown_left = math.inf, 0, 0
+        self.ref = self.lr = 1.0  # the head lr that torch's logic would set, and its start
+
+    @property
+    def scale(self) -> float:  # type: ignore[override]
+        return self.lr / self.ref
+
+    def curve(self, plan: Plan) -> Curve:
+        fraction("min_lr", self.min_lr, plan.ref)
+        self.ref = self.lr = plan.ref
+        return lambda t: 1.0
+
+    def observe(self, metric: float) -> None:  # ReduceLROnPlateau.step, mode="min"
+        current = float(metric)
+        if self.threshold_mode == "rel":
+            better = current < self.best * (1.0 - self.threshold)
+        else:
+            better = current < self.best - self.threshold
+        self.best, self.bad_epochs = (current, 0) if better else (self.best, self.bad_epochs + 1)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_epochs = 0
+        if self.bad_epochs > self.patience:
+            new = max(self.lr * self.factor, self.min_lr)
+            if self.lr - new > 1e-8:  # torch's eps
+                self.lr = new
+            self.cooldown_left, self.bad_epochs = self.cooldown, 0
+
+
+ANNEALERS = {"cos": anneal_cos, "linear": anneal_linear, "exp": anneal_exp}
+CONVENTIONS = ("fastai", "torch")
+PHASE_KEYS = ("shape", "start", "end", "pct", "epochs", "power", "schedule")
+TOLERANCE = 1e-9  # lengths "add up" within this fraction of the run
+
+
+@dataclass
+class Phase:
+    """One phase: a length (`pct` of the run or `epochs`; neither: the rest) and what runs in
+    it: fastai's Sched<Shape>(start, end), or any `schedule` laid over the phase."""
+
+    shape: str = "linear"  # linear | cos | exp | poly | const
+    start: float = 1.0  # value at the phase's start (lr: a multiplier of the peak)
+    end: float = 1.0  # value at its end (const: ignored)
+    pct: float | None = None  # length as a fraction of the run (after any warmup) ...
+    epochs: float | None = None  # ... or in epochs; neither: the rest of the run (one phase)
+    power: float = 2.0  # poly: start + (end - start) * pos ** power
+    schedule: Schedule | None = None  # instead of shape/start/end: this schedule over the phase
+
+    def high(self) -> float:
+        return self.start if self.shape == "const" else max(self.start, self.end)
+
+
+def _phase(key: str, phase: Any) -> Phase:
+    if not isinstance(phase, Mapping):
+        raise ConfigError(f"{key}={phase!r}: a phase is a mapping (shape, start, end, pct|epochs)")
+    unknown = sorted(set(phase) - set(PHASE_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]} is not a key of a phase (it takes {PHASE_KEYS})")
+    p = Phase(**phase)
+    choice(f"{key}.shape", p.shape, list(SHAPES))
+    for k in ("start", "end"):
+        number(f"{key}.{k}", getattr(p, k), lambda v: v >= 0, "must be a number >= 0")
+    if p.shape == "exp" and not (p.start > 0 and p.end > 0):
+        raise ConfigError(f"{key}: shape exp needs start and end > 0, got {p.start}, {p.end}")
+    positive(f"{key}.power", p.power)
+    if p.pct is not None and p.epochs is not None:
+        raise ConfigError(f"{key}: give its length as pct or epochs, not both")
+    if p.pct is not None:
+        number(f"{key}.pct", p.pct, lambda v: 0 < v <= 1, "must be in (0, 1]")
+    if p.epochs is not None:
+        epochs(f"{key}.epochs", p.epochs)
+    if p.schedule is not None and not isinstance(p.schedule, Schedule):
+        raise ConfigError(f"{key}.schedule: must be a schedule (_target_: ...)")
+    return p
+
+
+class Phases(Schedule):
+    """Phases one after the other (fastai's combine_scheds): a schedule made of schedules.
+
+    `convention`, where the optimizer steps sit on the phases:
+    - fastai (combine_scheds): step t is at t / n of the n-step run; a phase that starts at c
+      steps and lasts L has position (t - c) / L (cosine, flat_cos and the warmup do this);
+    - torch (OneCycleLR): phase k ends on step (its cumulative length) - 1, where it takes its
+      `end`; the first starts on step 0, and the run's last step takes the last `end`.
+    For keys other than lr/weight_decay, start/end are the values themselves."""
+
+    gives_values = True
+
+    def __init__(self, phases: Sequence[Any], convention: str) -> None:
+        if isinstance(phases, str | bytes) or not isinstance(phases, Sequence) or not phases:
+            raise ConfigError(f"phases={_plain(phases)!r}: must be a non-empty list of phases")
+        self.phases = [_phase(f"phases[{i}]", p) for i, p in enumerate(_plain(phases))]
+        self.convention = choice("convention", convention, CONVENTIONS)
+        open_ended = [i for i, p in enumerate(self.phases) if p.pct is None and p.epochs is None]
+        if len(open_ended) > 1:
+            raise ConfigError(f"phases: phases {open_ended} have no length; only one phase may take the rest")
+        if all(p.epochs is None for p in self.phases):  # fractions only: checkable now
+            self.fractions(1.0)
+
+    def fractions(self, run_epochs: float) -> list[float]:
+        """Each phase's length as a fraction of the run (`run_epochs` long, after any warmup)."""
+        fracs = [p.pct if p.pct is not None else None if p.epochs is None else p.epochs / run_epochs
+                 for p in self.phases]  # fmt: skip
+        total = sum(f for f in fracs if f is not None)
+        in_epochs = any(p.epochs is not None for p in self.phases)
+        shown = f"{total * run_epochs:g} of the run's {run_epochs:g} epochs" if in_epochs else f"{total:g}"
+        if None in fracs:
+            if total >= 1 - TOLERANCE:
+                raise ConfigError(f"phases: the lengths add up to {shown}, leaving nothing for the rest")
+            fracs[fracs.index(None)] = 1 - total
+        elif abs(total - 1) > TOLERANCE:
+            whole = f"the run's {run_epochs:g} epochs" if in_epochs else "1 (the whole run)"
+            raise ConfigError(f"phases: the lengths add up to {shown}, not {whole}")
+        return fracs  # type: ignore[return-value]
+
+    def curve(self, plan: Plan) -> Curve:
+        cum = [0.0]
+        for f in self.fractions(plan.epochs):
+            cum.append(cum[-1] + f)
+        n, last = plan.steps, len(self.phases) - 1
+        bounds = [_snap(n * c) for c in cum[:-1]] + [float(n)]
+        pieces = [self._piece(p, bounds[k + 1] - bounds[k], plan) for k, p in enumerate(self.phases)]
+        if self.convention == "fastai":
+
+            def fastai_fn(t: float) -> float:
+                k = min(max(bisect.bisect_right(bounds, t) - 1, 0), last)
+                return pieces[k]((t - bounds[k]) / (bounds[k + 1] - bounds[k]))
+
+            return fastai_fn
+
+        ends = [b - 1 for b in bounds[1:]]  # OneCycleLR: phase k ends (with its end) on this step
+        begins = [0.0, *ends[:-1]]
+
+        def torch_fn(t: float) -> float:
+            k = min(bisect.bisect_left(ends, t), last)
+            b, e = begins[k], ends[k]
+            return pieces[k]((t - b) / (e - b) if e > b else 1.0)
+
+        return torch_fn
+
+    @staticmethod
+    def _piece(p: Phase, length: float, plan: Plan) -> Curve:
+        """The phase as a function of its position in [0, 1]."""
+        if p.schedule is not None:
+            sub = p.schedule.curve(Plan(max(1, round(length)), plan.steps_per_epoch, plan.ref,
+                                        length / plan.steps_per_epoch))  # fmt: skip
+            return lambda pos: sub(pos * length)
+        shape, start, end, power = SHAPES[p.shape], p.start, p.end, p.power
+        return lambda pos: shape(start, end, pos, power)
+
+
+def _snap(x: float) -> float:
+    """A boundary within rounding error of a whole step is that step (so a jump between phases,
+    e.g. fine_tune's unfreeze, falls on the step it is meant for)."""
+    r = round(x)
+    return float(r) if abs(x - r) < 1e-9 * max(1.0, abs(x)) else x
+
+
+def _plain(value: Any) -> Any:
+    """A ListConfig/DictConfig (Hydra's arguments) as plain lists and dicts."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value

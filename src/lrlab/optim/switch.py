@@ -11,7 +11,7 @@ from omegaconf import MISSING
 
 from lrlab.errors import ConfigError
 from lrlab.optim.lr_scaling import scaling_settings
-from lrlab.optim.schedule_checks import scheduler_params
+from lrlab.optim.scheduler import check_scheduler
 
 WHERE = "optimizer_switch"
 
@@ -52,7 +52,7 @@ def check_switch(node: Mapping[str, Any], epochs: int) -> None:
     scheduler = node.get("scheduler")
     if not isinstance(scheduler, Mapping):
         raise ConfigError(f"{WHERE}.scheduler is not set (e.g. scheduler@{WHERE}.scheduler=cosine)")
-    scheduler_params(scheduler, lr, f"{WHERE}.scheduler")
+    check_scheduler(scheduler, f"{WHERE}.scheduler")
 
 
 def describe(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,5 +61,5 @@ def describe(node: Mapping[str, Any]) -> dict[str, Any]:
         "epoch": node["epoch"],
         "optimizer": str(node["optimizer"]["_target_"]).rsplit(".", 1)[-1],
         "lr": node["optimizer"]["lr"],
-        "scheduler": node["scheduler"]["name"],
+        "scheduler": str(node["scheduler"]["_target_"]).rsplit(".", 1)[-1].lower(),
     }

@@ -29,8 +29,8 @@ from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
 from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
-from lrlab.optim.schedule_checks import scheduler_params
-from lrlab.optim.schedules import SCHEDULES
+from lrlab.optim.scheduler import RESERVED_KEYS as SCHEDULER_KEYS
+from lrlab.optim.scheduler import check_scheduler
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
 from lrlab.tracking import LoggerConfig
 
@@ -55,7 +55,7 @@ class TrainConfig:
     data: Any = MISSING  # a data set: _target_ + its arguments (conf/data/)
     model: Any = MISSING  # a model: _target_ + its arguments (conf/model/)
     optimizer: Any = MISSING  # a partial torch.optim class (conf/optimizer/)
-    scheduler: Any = MISSING  # a schedule by name (conf/scheduler/)
+    scheduler: Any = MISSING  # a schedule by _target_ + warmup and params (conf/scheduler/)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     lr_find: LrFindConfig = field(default_factory=LrFindConfig)
@@ -67,12 +67,16 @@ class TrainConfig:
 SCHEMAS = {
     "data": {"digits": DigitsConfig, "imagefolder": ImageFolderConfig, "cifar10": Cifar10Config},
     "model": {"simple_cnn": SimpleCNNConfig, "timm": TimmConfig},
-    "scheduler": {name: schema for name, (_, schema) in SCHEDULES.items()},
 }
 # Keys of a `_target_` node that are not the target's arguments.
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 # By the node's key: lrlab's own keys of a `_target_` node, not passed to the target.
-RESERVED = {"data": LOADER_KEYS, "model": TRAINING_KEYS, "optimizer": SCALING_KEYS}
+RESERVED = {
+    "data": LOADER_KEYS,
+    "model": TRAINING_KEYS,
+    "optimizer": SCALING_KEYS,
+    "scheduler": SCHEDULER_KEYS,
+}
 
 
 def register_configs() -> None:
@@ -99,7 +103,7 @@ def check_config(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     if lr != "auto" and (not is_number(lr) or lr <= 0):
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
-    scheduler_params(cfg.scheduler, None if lr == "auto" else lr)
+    check_scheduler(cfg.scheduler)
     scaling_settings(cfg.optimizer)
     if cfg.get("resizing"):
         check_stages_fit(OmegaConf.to_object(cfg.resizing), cfg.trainer.epochs)

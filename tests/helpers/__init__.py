@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,3 +92,16 @@ def build_optimizer_from(cfg: DictConfig, model, lr: float | None = None):
         lr_scales=s["lr_scales"],
         no_weight_decay_norm_bias=s["no_weight_decay_norm_bias"],
     )
+
+
+def scheduler_cfg(name: str, **overrides: Any) -> dict[str, Any]:
+    """conf/scheduler/<name>.yaml as a plain dict (its values: the one source of the defaults),
+    with `overrides` on top; a file's `defaults: [other]` is merged under it as Hydra does."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(OmegaConf.load(CONF / "scheduler" / f"{name}.yaml"))
+    base: dict[str, Any] = {}
+    for parent in node.pop("defaults", []):  # type: ignore[union-attr]
+        if parent != "_self_":
+            base.update(scheduler_cfg(parent))
+    return {**base, **node, **overrides}  # type: ignore[dict-item]

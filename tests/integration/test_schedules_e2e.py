@@ -11,7 +11,7 @@ import pytest
 
 from lrlab.callbacks.progress import ProgressBar
 from lrlab.errors import ConfigError
-from lrlab.optim.annealers import anneal_cos, anneal_linear
+from lrlab.optim.schedules import anneal_cos, anneal_linear
 from lrlab.tasks.train import train
 from lrlab.tracking import read_jsonl
 

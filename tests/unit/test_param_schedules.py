@@ -11,7 +11,8 @@ import torch
 
 from lrlab.errors import ConfigError
 from lrlab.optim import build_scheduler
-from lrlab.optim.annealers import anneal_cos, anneal_linear
+from lrlab.optim.schedules import anneal_cos, anneal_linear
+from tests.helpers import scheduler_cfg
 
 SPE, EPOCHS = 5, 4
 N = SPE * EPOCHS
@@ -48,10 +49,10 @@ def run(opt, sched, steps: int = N) -> list[list[dict]]:
 
 
 def constant_with(params: dict) -> dict:
-    return {"name": "constant", "params": params}
+    return {**scheduler_cfg("constant"), "params": params}
 
 
-WD_RISE = {"name": "phases", "phases": [{"shape": "linear", "start": 0.1, "end": 1.0}]}
+WD_RISE = {**scheduler_cfg("phases"), "phases": [{"shape": "linear", "start": 0.1, "end": 1.0}]}
 
 
 def test_weight_decay_is_scaled_per_group():
@@ -66,7 +67,7 @@ def test_weight_decay_is_scaled_per_group():
 
 def test_absolute_keys_take_phase_values_in_every_group():
     opt = groups_opt()
-    beta2 = {"name": "phases", "phases": [{"pct": 0.5, "shape": "cos", "start": 0.99, "end": 0.999}, {"shape": "const", "start": 0.999}]}  # fmt: skip
+    beta2 = {**scheduler_cfg("phases"), "phases": [{"pct": 0.5, "shape": "cos", "start": 0.99, "end": 0.999}, {"shape": "const", "start": 0.999}]}  # fmt: skip
     rows = run(opt, build_scheduler(constant_with({"beta2": beta2}), opt, SPE, EPOCHS))
     for t, groups in enumerate(rows):
         expected = anneal_cos(0.99, 0.999, t / (N / 2)) if t < N / 2 else 0.999
@@ -75,7 +76,7 @@ def test_absolute_keys_take_phase_values_in_every_group():
 
 def test_a_builtin_shape_multiplies_the_configured_value_and_eta_min_is_a_value():
     opt = groups_opt()
-    beta2 = {"name": "cosine", "eta_min": 0.99}  # from the configured 0.999 down to 0.99
+    beta2 = {**scheduler_cfg("cosine"), "eta_min": 0.99}  # from the configured 0.999 down to 0.99
     rows = run(opt, build_scheduler(constant_with({"beta2": beta2}), opt, SPE, EPOCHS))
     got = [groups[2]["betas"][1] for groups in rows]
     assert got == pytest.approx([anneal_cos(0.999, 0.99, t / N) for t in range(N)], rel=1e-12)
@@ -86,7 +87,7 @@ def test_a_builtin_shape_multiplies_the_configured_value_and_eta_min_is_a_value(
 )
 def test_momentum_is_sgd_momentum_or_adam_beta1(kind, read):
     opt = groups_opt(kind)
-    mom = {"name": "phases", "phases": [{"shape": "linear", "start": 0.95, "end": 0.85}]}
+    mom = {**scheduler_cfg("phases"), "phases": [{"shape": "linear", "start": 0.95, "end": 0.85}]}
     rows = run(opt, build_scheduler(constant_with({"momentum": mom}), opt, SPE, EPOCHS))
     assert [read(groups[1]) for groups in rows] == pytest.approx(
         [anneal_linear(0.95, 0.85, t / N) for t in range(N)]
@@ -95,21 +96,21 @@ def test_momentum_is_sgd_momentum_or_adam_beta1(kind, read):
 
 def test_any_numeric_param_group_key():
     opt = groups_opt("rmsprop")
-    alpha = {"name": "step", "milestones": [2], "gamma": 0.5}  # alpha 0.99, halved after epoch 2
+    alpha = {**scheduler_cfg("step"), "milestones": [2], "gamma": 0.5}  # alpha 0.99, halved after epoch 2
     rows = run(opt, build_scheduler(constant_with({"alpha": alpha}), opt, SPE, EPOCHS))
     assert [groups[0]["alpha"] for groups in rows] == [0.99] * 10 + [0.495] * 10
 
 
 def test_param_schedules_hold_their_end_past_the_plan_and_follow_the_lr_schedule():
     opt = groups_opt()
-    cfg = {"name": "cosine", "params": {"weight_decay": WD_RISE}}
+    cfg = {**scheduler_cfg("cosine"), "params": {"weight_decay": WD_RISE}}
     rows = run(opt, build_scheduler(cfg, opt, SPE, EPOCHS), N + 5)
     assert [r[0]["weight_decay"] for r in rows[N - 1 :]] == [rows[N - 1][0]["weight_decay"]] * 6
     assert rows[1][0]["lr"] < rows[0][0]["lr"]  # the cosine runs too
 
 
 def test_resume_restores_every_scheduled_key_exactly():
-    cfg = {"name": "onecycle", "params": {"weight_decay": WD_RISE, "beta2": {"name": "cosine", "eta_min": 0.99}}}  # fmt: skip
+    cfg = {**scheduler_cfg("onecycle"), "params": {"weight_decay": WD_RISE, "beta2": {**scheduler_cfg("cosine"), "eta_min": 0.99}}}  # fmt: skip
     opt = groups_opt()
     full = run(opt, build_scheduler(cfg, opt, SPE, EPOCHS))
     opt_a = groups_opt()
@@ -128,10 +129,10 @@ def test_resume_restores_every_scheduled_key_exactly():
 
 def test_param_values_for_the_records():
     opt = groups_opt()
-    cfg = {"name": "constant", "params": {"weight_decay": WD_RISE, "beta2": {"name": "cosine"}}}
+    cfg = {**scheduler_cfg("constant"), "params": {"weight_decay": WD_RISE, "beta2": scheduler_cfg("cosine")}}
     sched = build_scheduler(cfg, opt, SPE, EPOCHS)
     assert sched.param_values() == {"weight_decay": pytest.approx(0.001), "beta2": 0.999}
-    assert build_scheduler({"name": "constant"}, groups_opt(), SPE, EPOCHS).param_values() == {}
+    assert build_scheduler(scheduler_cfg("constant"), groups_opt(), SPE, EPOCHS).param_values() == {}
 
 
 @pytest.mark.parametrize(
@@ -141,12 +142,14 @@ def test_param_values_for_the_records():
         ("sgd", {"beta2": WD_RISE}, "scheduler.params.beta2: SGD's param groups have no number"),
         ("adamw", {"betas": WD_RISE}, "scheduler.params.betas: schedule beta1 and beta2"),
         ("adamw", {"lr": WD_RISE}, "scheduler.params.lr: the lr is scheduler itself"),
-        ("adamw", {"beta2": {"name": "plateau"}}, "scheduler.params.beta2.name='plateau': it adapts the lr only"),
-        ("adamw", {"beta2": {"name": "cosin"}}, "scheduler.params.beta2.name='cosin' is unknown"),
-        ("adamw", {"beta2": {"name": "cosine", "eta_min": 1.5}}, "scheduler.params.beta2.eta_min=1.5: must be in [0, optimizer.lr=0.999)"),
-        ("adamw", {"beta2": {"name": "phases", "phases": [{"shape": "linear", "start": 0.9, "end": 1.0}]}}, "scheduler.params.beta2.phases: beta2 must stay below 1"),
-        ("adamw", {"beta2": {"name": "phases", "phases": [{"pct": 0.5}]}}, "scheduler.params.beta2.phases: the lengths add up to 0.5"),
-        ("adamw", {"weight_decay": {"name": "cosine", "params": {"eps": WD_RISE}}}, "scheduler.params.weight_decay.params: a hyper-parameter's schedule has no params"),
+        ("adamw", {"beta2": scheduler_cfg("plateau")}, "scheduler.params.beta2._target_='lrlab.optim.schedules.Plateau': it adapts the lr only"),
+        ("adamw", {"beta2": {"_target_": "lrlab.optim.schedules.Cosin"}}, "scheduler.params.beta2._target_='lrlab.optim.schedules.Cosin' cannot be imported"),
+        ("adamw", {"beta2": {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2}}, "scheduler.params.beta2._target_='torch.optim.lr_scheduler.StepLR': not an lrlab"),
+        ("adamw", {"beta2": scheduler_cfg("cosine", warmup_epochs=1)}, "scheduler.params.beta2.warmup_epochs: a param-group key's schedule has none of its own"),
+        ("adamw", {"beta2": {**scheduler_cfg("cosine"), "eta_min": 1.5}}, "scheduler.params.beta2.eta_min=1.5: must be in [0, optimizer.lr=0.999)"),
+        ("adamw", {"beta2": {**scheduler_cfg("phases"), "phases": [{"shape": "linear", "start": 0.9, "end": 1.0}]}}, "scheduler.params.beta2.phases: beta2 must stay below 1"),
+        ("adamw", {"beta2": {**scheduler_cfg("phases"), "phases": [{"pct": 0.5}]}}, "scheduler.params.beta2.phases: the lengths add up to 0.5"),
+        ("adamw", {"weight_decay": {**scheduler_cfg("cosine"), "params": {"eps": WD_RISE}}}, "scheduler.params.weight_decay.params: a param-group key's schedule has none of its own"),
         ("adamw", {"beta2": 0.99}, "scheduler.params.beta2=0.99: must be a schedule"),
     ],
 )  # fmt: skip
@@ -163,16 +166,16 @@ def test_a_scaled_key_at_zero_is_refused():
 
 
 def test_momentum_cycled_by_the_schedule_cannot_be_scheduled_twice():
-    mom = {"name": "cosine", "eta_min": 0.8}
+    mom = {**scheduler_cfg("cosine"), "eta_min": 0.8}
     with pytest.raises(
-        ConfigError, match=re.escape("scheduler=onecycle already cycles the momentum")
+        ConfigError, match=re.escape("scheduler._target_ (OneCycle) already cycles the momentum")
     ):
         build_scheduler(
-            {"name": "onecycle", "params": {"momentum": mom}}, groups_opt("sgd"), SPE, EPOCHS
+            {**scheduler_cfg("onecycle"), "params": {"momentum": mom}}, groups_opt("sgd"), SPE, EPOCHS
         )
-    with pytest.raises(ConfigError, match=re.escape("scheduler.params.beta1: scheduler=onecycle")):
-        build_scheduler({"name": "onecycle", "params": {"beta1": mom}}, groups_opt(), SPE, EPOCHS)
+    with pytest.raises(ConfigError, match=re.escape("scheduler.params.beta1: scheduler._target_ (OneCycle)")):
+        build_scheduler({**scheduler_cfg("onecycle"), "params": {"beta1": mom}}, groups_opt(), SPE, EPOCHS)
     opt = groups_opt("sgd")  # with cycle_momentum off, params may schedule it
-    cfg = {"name": "onecycle", "cycle_momentum": False, "params": {"momentum": mom}}
+    cfg = {**scheduler_cfg("onecycle"), "cycle_momentum": False, "params": {"momentum": mom}}
     rows = run(opt, build_scheduler(cfg, opt, SPE, EPOCHS))
     assert rows[0][0]["momentum"] == 0.9 and rows[-1][0]["momentum"] < 0.81

@@ -12,8 +12,9 @@ from torch.optim import lr_scheduler as tls
 
 from lrlab.errors import ConfigError
 from lrlab.optim import build_scheduler
-from lrlab.optim.annealers import anneal_cos, anneal_linear
-from lrlab.optim.phases import check_phases, phase_fn
+from lrlab.optim.schedules import anneal_cos, anneal_linear
+from lrlab.optim.schedules import Phases, Plan
+from tests.helpers import scheduler_cfg
 from tests.unit.test_schedules import assert_traces_close, make_opt, trace
 
 
@@ -42,7 +43,7 @@ def fastai_combined_cos(pct, start, middle, end):
 
 
 def phases(*specs, n=100, run_epochs=1.0, convention="fastai"):
-    return phase_fn(check_phases(list(specs), "scheduler.phases"), n, run_epochs, convention, "x")
+    return Phases(list(specs), convention).curve(Plan(n, 1, 1.0, run_epochs))
 
 
 # --- fastai's documented test values (nbs/14_callback.schedule.ipynb)
@@ -94,10 +95,10 @@ def test_fit_one_cycle_documented_schedule():
     """fastai: after learn.fit_one_cycle(2) on 10 batches per epoch, the recorded lrs are
     combined_cos(0.25, 1e-2/25, 1e-2, 1e-7)(i/20) and the moms combined_cos(0.25, .95, .85, .95)."""
     opt = make_opt(kind="adam", lrs=(1e-2,))
-    cfg = OmegaConf.create({"name": "phases"})  # the default phases: fit_one_cycle's lr
+    cfg = OmegaConf.create(scheduler_cfg("phases"))  # the default phases: fit_one_cycle's lr
     cfg.params = {
         "momentum": {
-            "name": "phases",
+            **scheduler_cfg("phases"),
             "phases": [
                 {"pct": 0.25, "shape": "cos", "start": 0.95, "end": 0.85},
                 {"shape": "cos", "start": 0.85, "end": 0.95},
@@ -116,7 +117,7 @@ def test_param_scheduler_documented_linear_lr():
     """fastai: ParamScheduler({'lr': SchedLin(1e-3, 1e-2)}) over one epoch of n batches gives
     1e-3 + (1e-2 - 1e-3) * i / n."""
     opt = make_opt(lrs=(1e-2,))
-    cfg = {"name": "phases", "phases": [{"shape": "linear", "start": 0.1, "end": 1.0}]}
+    cfg = {**scheduler_cfg("phases"), "phases": [{"shape": "linear", "start": 0.1, "end": 1.0}]}
     got = [r[0] for r in trace(opt, build_scheduler(cfg, opt, 12, 1), 12)]
     assert got == pytest.approx([1e-3 + (1e-2 - 1e-3) * i / 12 for i in range(12)], rel=1e-12)
 
@@ -165,7 +166,7 @@ def test_phases_with_torch_convention_equal_onecycle(kind, strategy, shape, n, p
     )
     expected = trace(ref_opt, ref, n, stepper=lambda t: t < n - 1 and ref.step())
     cfg = {
-        "name": "phases",
+        **scheduler_cfg("phases"),
         "convention": "torch",
         "phases": [
             {"pct": pct, "shape": shape, "start": 1 / 25, "end": 1.0},
@@ -173,7 +174,7 @@ def test_phases_with_torch_convention_equal_onecycle(kind, strategy, shape, n, p
         ],
         "params": {
             "momentum": {
-                "name": "phases",
+                **scheduler_cfg("phases"),
                 "convention": "torch",
                 "phases": [
                     {"pct": pct, "shape": shape, "start": 0.95, "end": 0.85},
@@ -190,10 +191,10 @@ def test_phases_with_torch_convention_equal_onecycle(kind, strategy, shape, n, p
 def test_phases_equal_flat_cos(spe, epochs):
     flat_opt, opt = make_opt(), make_opt()
     expected = trace(
-        flat_opt, build_scheduler({"name": "flat_cos"}, flat_opt, spe, epochs), spe * epochs
+        flat_opt, build_scheduler(scheduler_cfg("flat_cos"), flat_opt, spe, epochs), spe * epochs
     )
     cfg = {
-        "name": "phases",
+        **scheduler_cfg("phases"),
         "phases": [
             {"pct": 0.75, "shape": "const", "start": 1.0},
             {"shape": "cos", "start": 1.0, "end": 1e-5},
@@ -207,14 +208,14 @@ def test_phases_equal_warmup_then_cosine(warmup, factor, eta):
     spe, epochs = 8, 4  # every warmup a whole number of steps (the built-in rounds it)
     ref_opt, opt = make_opt(), make_opt()
     builtin = {
-        "name": "cosine",
+        **scheduler_cfg("cosine"),
         "eta_min": eta,
         "warmup_epochs": warmup,
         "warmup_start_factor": factor,
     }
     expected = trace(ref_opt, build_scheduler(builtin, ref_opt, spe, epochs), spe * epochs)
     cfg = {
-        "name": "phases",
+        **scheduler_cfg("phases"),
         "phases": [
             {"epochs": warmup, "shape": "linear", "start": factor, "end": 1.0},
             {"shape": "cos", "start": 1.0, "end": eta / 0.1},
@@ -226,7 +227,7 @@ def test_phases_equal_warmup_then_cosine(warmup, factor, eta):
 def test_a_warmup_before_phases_counts_their_lengths_after_it():
     opt = make_opt()
     cfg = {
-        "name": "phases",
+        **scheduler_cfg("phases"),
         "warmup_epochs": 1,
         "phases": [
             {"epochs": 1, "shape": "const", "start": 1.0},
@@ -281,7 +282,7 @@ def test_epoch_boundaries_fall_on_their_step():
 )
 def test_bad_phases_are_one_line_errors(phases_cfg, match):
     with pytest.raises(ConfigError, match=re.escape(match)) as err:
-        build_scheduler({"name": "phases", "phases": phases_cfg}, make_opt(), 7, 3)
+        build_scheduler({**scheduler_cfg("phases"), "phases": phases_cfg}, make_opt(), 7, 3)
     assert "\n" not in str(err.value)
 
 
@@ -289,8 +290,8 @@ def test_bad_convention_and_errors_name_where_the_schedule_is():
     with pytest.raises(
         ConfigError, match=re.escape("scheduler.convention='numpy': must be fastai")
     ):
-        build_scheduler({"name": "phases", "convention": "numpy"}, make_opt(), 7, 3)
-    bad = {"name": "phases", "phases": [{"epochs": 5}]}
+        build_scheduler({**scheduler_cfg("phases"), "convention": "numpy"}, make_opt(), 7, 3)
+    bad = {**scheduler_cfg("phases"), "phases": [{"epochs": 5}]}
     with pytest.raises(
         ConfigError, match=re.escape("optimizer_switch.scheduler.phases: the lengths")
     ):

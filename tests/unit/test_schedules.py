@@ -14,11 +14,9 @@ from omegaconf import OmegaConf
 from torch.optim import lr_scheduler as tls
 
 from lrlab.errors import ConfigError
-from lrlab.optim import build_scheduler, group_momentum, scheduler_params
-from lrlab.optim.annealers import anneal_cos, anneal_exp, anneal_linear, anneal_poly
-from lrlab.optim.schedules import SCHEDULES
-
-COMMON = {"warmup_epochs": 0.0, "warmup_start_factor": 0.0}
+from lrlab.optim import build_scheduler, check_scheduler, group_momentum
+from lrlab.optim.schedules import Schedule, anneal_cos, anneal_exp, anneal_linear, anneal_poly
+from tests.helpers import scheduler_cfg
 
 SPE, EPOCHS = 7, 3  # 21 optimizer steps: small, with fractional phase boundaries
 TOTAL = SPE * EPOCHS
@@ -64,7 +62,7 @@ def build(cfg: dict, opt: torch.optim.Optimizer, spe: int = SPE, epochs: int = E
 
 def test_constant_keeps_every_group_lr():
     opt = make_opt(lrs=(0.1, 0.01))
-    got = trace(opt, build({"name": "constant"}, opt), TOTAL + 5)
+    got = trace(opt, build(scheduler_cfg("constant"), opt), TOTAL + 5)
     assert all(row[:2] == (0.1, 0.01) and row[2] == 0.9 for row in got)
 
 
@@ -96,7 +94,7 @@ def test_onecycle_matches_torch(kind, override):
     # OneCycleLR raises past total_steps, so its trace stops there.
     expected = trace(ref_opt, ref, TOTAL, stepper=lambda t: t < TOTAL - 1 and ref.step())
     opt = make_opt(kind)
-    got = trace(opt, build({"name": "onecycle", **p}, opt), TOTAL)
+    got = trace(opt, build({**scheduler_cfg("onecycle"), **p}, opt), TOTAL)
     assert_traces_close(got, expected)
     assert got[0][0] == pytest.approx(0.1 / p["div_factor"])
     assert got[-1][0] == pytest.approx(0.1 / p["div_factor"] / p["final_div_factor"])
@@ -138,7 +136,7 @@ def test_clr_matches_torch(kind, mode, gamma, step_size, step_size_down):
     ref = tls.CyclicLR(ref_opt, base_lr=0.1 / 6, max_lr=0.1, step_size_up=up,
                        step_size_down=down, mode=mode, gamma=gamma, cycle_momentum=True)  # fmt: skip
     expected = trace(ref_opt, ref, TOTAL)
-    cfg = {"name": "clr", "step_size": step_size, "step_size_down": step_size_down,
+    cfg = {**scheduler_cfg("clr"), "step_size": step_size, "step_size_down": step_size_down,
            "mode": mode, "gamma": gamma, "cycle_momentum": True}  # fmt: skip
     opt = make_opt(kind)
     got = trace(opt, build(cfg, opt), TOTAL)
@@ -154,7 +152,7 @@ def test_clr_numeric_base_lr_and_momentum_off_by_default():
     ref = tls.CyclicLR(ref_opt, base_lr=0.02, max_lr=0.1, step_size_up=SPE, cycle_momentum=False)
     expected = trace(ref_opt, ref, TOTAL)
     opt = make_opt()
-    got = trace(opt, build({"name": "clr", "base_lr": 0.02, "step_size": 1}, opt), TOTAL)
+    got = trace(opt, build({**scheduler_cfg("clr"), "base_lr": 0.02, "step_size": 1}, opt), TOTAL)
     assert_traces_close(got, expected)
     assert {row[-1] for row in got} == {0.9}  # the optimizer's own momentum, untouched
 
@@ -162,7 +160,7 @@ def test_clr_numeric_base_lr_and_momentum_off_by_default():
 def test_clr_base_lr_follows_the_peak():
     """base_lr: null is peak / 6 of whatever lr the optimizer has (e.g. set by the LR finder)."""
     opt = make_opt(lrs=(0.37,))
-    got = trace(opt, build({"name": "clr", "step_size": 1}, opt), SPE + 1)
+    got = trace(opt, build({**scheduler_cfg("clr"), "step_size": 1}, opt), SPE + 1)
     assert got[0][0] == pytest.approx(0.37 / 6)
     assert got[SPE][0] == pytest.approx(0.37)
 
@@ -173,7 +171,7 @@ def test_sgdr_matches_warm_restarts_with_fractional_epochs(t_0, t_mult, eta_min)
     ref_opt = make_opt()
     ref = tls.CosineAnnealingWarmRestarts(ref_opt, T_0=t_0, T_mult=t_mult, eta_min=eta_min)
     expected = trace(ref_opt, ref, spe * epochs, stepper=lambda t: ref.step((t + 1) / spe))
-    cfg = {"name": "sgdr", "t_0": t_0, "t_mult": t_mult, "eta_min": eta_min}
+    cfg = {**scheduler_cfg("sgdr"), "t_0": t_0, "t_mult": t_mult, "eta_min": eta_min}
     opt = make_opt()
     got = trace(opt, build(cfg, opt, spe, epochs), spe * epochs)
     assert_traces_close(got, expected)
@@ -185,7 +183,7 @@ def test_sgdr_matches_warm_restarts_with_fractional_epochs(t_0, t_mult, eta_min)
 
 def test_sgdr_fastai_defaults_and_cycle_decay():
     opt = make_opt()
-    got = trace(opt, build({"name": "sgdr", "cycle_decay": 0.5}, opt, 4, 7), 28)
+    got = trace(opt, build({**scheduler_cfg("sgdr"), "cycle_decay": 0.5}, opt, 4, 7), 28)
     lrs = [row[0] for row in got]
     assert [lrs[t] for t in (0, 4, 12)] == pytest.approx([0.1, 0.05, 0.025])  # epochs 0, 1, 3
     assert lrs[3] < lrs[4] and lrs[11] < lrs[12]  # restarts at epochs 1 and 3
@@ -197,7 +195,7 @@ def test_cosine_matches_torch(eta_min):
     ref = tls.CosineAnnealingLR(ref_opt, T_max=TOTAL, eta_min=eta_min)
     expected = trace(ref_opt, ref, TOTAL)  # the run's steps (torch reaches eta_min one later)
     opt = make_opt()
-    got = trace(opt, build({"name": "cosine", "eta_min": eta_min}, opt), TOTAL)
+    got = trace(opt, build({**scheduler_cfg("cosine"), "eta_min": eta_min}, opt), TOTAL)
     assert_traces_close(got, expected)
     assert eta_min < got[-1][0] < eta_min + 0.1 * 0.01
 
@@ -207,7 +205,7 @@ def test_step_matches_multisteplr_with_fractional_milestones():
     ref = tls.MultiStepLR(ref_opt, milestones=[SPE, 11], gamma=0.5)  # 1.5 epochs = 10.5 -> 11
     expected = trace(ref_opt, ref, TOTAL)
     opt = make_opt()
-    got = trace(opt, build({"name": "step", "milestones": [1, 1.5], "gamma": 0.5}, opt), TOTAL)
+    got = trace(opt, build({**scheduler_cfg("step"), "milestones": [1, 1.5], "gamma": 0.5}, opt), TOTAL)
     assert_traces_close(got, expected)
 
 
@@ -217,7 +215,7 @@ def test_plateau_matches_reduce_lr_on_plateau():
     ref_opt = make_opt(lrs=(0.1,))
     ref = tls.ReduceLROnPlateau(ref_opt, **params)
     opt = make_opt(lrs=(0.1, 0.01))
-    sched = build({"name": "plateau", **params}, opt, SPE, len(losses))
+    sched = build({**scheduler_cfg("plateau"), **params}, opt, SPE, len(losses))
     for loss in losses:
         for _ in range(SPE):
             opt.step()
@@ -232,7 +230,7 @@ def test_plateau_matches_reduce_lr_on_plateau():
 def test_flat_cos_is_fastai_fit_flat_cos():
     spe, epochs = 10, 4  # 40 steps: flat for 30, cosine over the last 10
     opt = make_opt()
-    lrs = [row[0] for row in trace(opt, build({"name": "flat_cos"}, opt, spe, epochs), 45)]
+    lrs = [row[0] for row in trace(opt, build(scheduler_cfg("flat_cos"), opt, spe, epochs), 45)]
     assert lrs[:31] == [0.1] * 31
     assert lrs[35] == pytest.approx(anneal_cos(0.1, 1e-6, 0.5))
     assert lrs[40:] == [lrs[39]] * 5  # held past the end at the last planned step's value
@@ -264,7 +262,7 @@ ALL = {
 def test_group_ratios_held_at_every_step(name):
     peaks = (0.1, 0.01, 0.003)
     opt = make_opt(lrs=peaks)
-    sched = build({"name": name, **ALL[name], "warmup_epochs": 0.5}, opt)
+    sched = build({**scheduler_cfg(name), **ALL[name], "warmup_epochs": 0.5}, opt)
     rows = trace(opt, sched, TOTAL + 3, stepper=lambda t: (sched.step(), sched.epoch_end(1.0)))
     for t, row in enumerate(rows):
         assert row[1] == pytest.approx(0.1 * row[0], rel=1e-12, abs=0), t
@@ -275,7 +273,7 @@ def test_group_ratios_held_at_every_step(name):
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_stepping_past_the_end_holds_the_final_value(name):
     opt = make_opt(kind="adam")
-    sched = build({"name": name, **ALL[name]}, opt)
+    sched = build({**scheduler_cfg(name), **ALL[name]}, opt)
     rows = trace(opt, sched, 3 * TOTAL)
     assert rows[TOTAL - 1 :] == [rows[TOTAL - 1]] * (2 * TOTAL + 1)  # the last planned step's
 
@@ -285,7 +283,7 @@ def test_sgdr_holds_the_end_of_its_last_cycle_not_the_next_restart(spe, epochs):
     """A plan ending on a cycle boundary (7 = 1 + 2 + 4 epochs, 3 = 1 + 2, 1) must not jump
     back to the peak past its end (torch's next value there would be the restart)."""
     opt = make_opt()
-    rows = trace(opt, build({"name": "sgdr"}, opt, spe, epochs), spe * epochs + spe)
+    rows = trace(opt, build(scheduler_cfg("sgdr"), opt, spe, epochs), spe * epochs + spe)
     last = rows[spe * epochs - 1][0]
     assert last < min(r[0] for r in rows[: spe * epochs - 1]) and last < 0.1 * 0.05  # the bottom
     assert [r[0] for r in rows[spe * epochs :]] == [last] * spe
@@ -296,7 +294,7 @@ def test_sgdr_fractional_t_0_restarts_at_the_exact_fractional_epochs():
     23 and 53.67 steps, so the restarts fall on steps 8, 23 and 54 (whole-step cycle lengths
     would drift to 8, 24, 56)."""
     opt = make_opt()
-    rows = trace(opt, build({"name": "sgdr", "t_0": 1 / 3}, opt, 23, 4), 23 * 4)
+    rows = trace(opt, build({**scheduler_cfg("sgdr"), "t_0": 1 / 3}, opt, 23, 4), 23 * 4)
     restarts = [t for t in range(1, len(rows)) if rows[t][0] > rows[t - 1][0]]
     assert restarts == [8, 23, 54]
     # between restarts: the cosine of the fractional position, as torch would compute it
@@ -307,7 +305,7 @@ def test_sgdr_fractional_t_0_restarts_at_the_exact_fractional_epochs():
 
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_warmup_precedes_every_schedule(name):
-    cfg = {"name": name, **ALL[name]}
+    cfg = {**scheduler_cfg(name), **ALL[name]}
     plain_opt = make_opt(kind="adam")
     plain = trace(plain_opt, build(cfg, plain_opt, SPE, EPOCHS - 1), TOTAL - SPE)
     opt = make_opt(kind="adam")
@@ -336,8 +334,8 @@ def run_with_epoch_ends(opt, sched, steps: int, start: int = 0) -> list[tuple]:
 @pytest.mark.parametrize("name", sorted(ALL))
 @pytest.mark.parametrize("k", [5, SPE * 2])
 def test_state_dict_round_trip_resumes_exactly(name, k):
-    cfg = {"name": name, **ALL[name], "warmup_epochs": 0.5, "patience": 0} if name == "plateau" else {
-        "name": name, **ALL[name], "warmup_epochs": 0.5}  # fmt: skip
+    cfg = {**scheduler_cfg(name), **ALL[name], "warmup_epochs": 0.5, "patience": 0} if name == "plateau" else {
+        **scheduler_cfg(name), **ALL[name], "warmup_epochs": 0.5}  # fmt: skip
     steps = 2 * TOTAL
     opt = make_opt(kind="sgd", lrs=(0.1, 0.02))
     uninterrupted = run_with_epoch_ends(opt, build(cfg, opt), steps)
@@ -361,10 +359,10 @@ def test_state_dict_round_trip_resumes_exactly(name, k):
 def test_schedule_state_alone_restores_the_position():
     """Loading only the schedule's state (fresh optimizer) already puts lr and momentum in place."""
     opt_a = make_opt()
-    sched_a = build({"name": "onecycle"}, opt_a)
+    sched_a = build(scheduler_cfg("onecycle"), opt_a)
     trace(opt_a, sched_a, 9)
     opt_b = make_opt()
-    sched_b = build({"name": "onecycle"}, opt_b)
+    sched_b = build(scheduler_cfg("onecycle"), opt_b)
     sched_b.load_state_dict(sched_a.state_dict())
     assert opt_b.param_groups[0]["lr"] == opt_a.param_groups[0]["lr"]
     assert opt_b.param_groups[0]["momentum"] == opt_a.param_groups[0]["momentum"]
@@ -375,80 +373,85 @@ def test_schedule_state_alone_restores_the_position():
 
 def test_momentum_cycling_auto_follows_the_optimizer():
     opt = make_opt(kind="adagrad")  # no momentum to cycle: lr only, no error
-    got = trace(opt, build({"name": "onecycle"}, opt), TOTAL)
+    got = trace(opt, build(scheduler_cfg("onecycle"), opt), TOTAL)
     assert got[0][0] == pytest.approx(0.004) and got[0][-1] is None
     plain = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # momentum 0
-    build({"name": "onecycle"}, plain)
+    build(scheduler_cfg("onecycle"), plain)
     assert plain.param_groups[0]["momentum"] == 0  # plain SGD stays plain
-    build({"name": "onecycle", "cycle_momentum": True}, plain)
+    build({**scheduler_cfg("onecycle"), "cycle_momentum": True}, plain)
     assert plain.param_groups[0]["momentum"] == 0.95
     adam = make_opt(kind="adam")
-    build({"name": "onecycle", "cycle_momentum": False}, adam)
+    build({**scheduler_cfg("onecycle"), "cycle_momentum": False}, adam)
     assert adam.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        ({"name": "linear"}, "scheduler.name='linear'"),
-        ({}, "scheduler.name=None"),
-        ({"name": "onecycle", "pct_strat": 0.3}, "scheduler.pct_strat"),
-        ({"name": "cosine", "milestones": [1]}, "scheduler.milestones"),
-        ({"name": "onecycle", "pct_start": 1.5}, "scheduler.pct_start=1.5"),
-        ({"name": "onecycle", "anneal_strategy": "cosine"}, "scheduler.anneal_strategy='cosine'"),
-        ({"name": "clr", "mode": "triangle"}, "scheduler.mode='triangle'"),
-        ({"name": "clr", "base_lr": 0.5}, "scheduler.base_lr=0.5"),
-        ({"name": "clr", "step_size": 0}, "scheduler.step_size=0"),
-        ({"name": "step", "milestones": [2, 1]}, "scheduler.milestones=[2, 1]"),
-        ({"name": "sgdr", "t_mult": 0.5}, "scheduler.t_mult=0.5"),
-        ({"name": "plateau", "factor": 2}, "scheduler.factor=2"),
-        ({"name": "cosine", "eta_min": 1.0}, "scheduler.eta_min=1.0"),
-        ({"name": "constant", "warmup_epochs": EPOCHS}, "scheduler.warmup_epochs=3"),
-        ({"name": "constant", "warmup_epochs": -1}, "scheduler.warmup_epochs=-1"),
+        ({"_target_": "lrlab.optim.schedules.Linear"}, "scheduler._target_='lrlab.optim.schedules.Linear' cannot be imported"),
+        ({}, "scheduler needs a _target_"),
+        (scheduler_cfg("onecycle", pct_strat=0.3), "scheduler: "),
+        (scheduler_cfg("onecycle", pct_start=1.5), "scheduler.pct_start=1.5: must be in (0, 1)"),
+        (scheduler_cfg("onecycle", anneal_strategy="cosine"), "scheduler.anneal_strategy='cosine'"),
+        (scheduler_cfg("onecycle", three_phase="yes"), "scheduler.three_phase='yes'"),
+        (scheduler_cfg("clr", mode="triangle"), "scheduler.mode='triangle'"),
+        (scheduler_cfg("clr", base_lr=0.5), "scheduler.base_lr=0.5"),
+        (scheduler_cfg("clr", step_size=0), "scheduler.step_size=0"),
+        (scheduler_cfg("step", milestones=[2, 1]), "scheduler.milestones=[2, 1]"),
+        (scheduler_cfg("sgdr", t_mult=0.5), "scheduler.t_mult=0.5"),
+        (scheduler_cfg("plateau", factor=2), "scheduler.factor=2"),
+        (scheduler_cfg("plateau", patience=1.5), "scheduler.patience=1.5: must be an integer"),
+        (scheduler_cfg("plateau", min_lr=0.2), "scheduler.min_lr=0.2: must be in [0, optimizer.lr=0.1)"),
+        (scheduler_cfg("cosine", eta_min=1.0), "scheduler.eta_min=1.0"),
+        (scheduler_cfg("constant", warmup_epochs=EPOCHS), "scheduler.warmup_epochs=3"),
+        (scheduler_cfg("constant", warmup_epochs=-1), "scheduler.warmup_epochs=-1"),
+        (scheduler_cfg("constant", warmup_start_factor=2), "scheduler.warmup_start_factor=2"),
     ],
-)
+)  # fmt: skip
 def test_bad_config_values_raise_one_clear_error(cfg, match):
     with pytest.raises(ConfigError, match=re.escape(match)) as err:
         build(cfg, make_opt())
     assert "\n" not in str(err.value)
 
 
-def test_config_can_be_checked_before_the_lr_is_known():
-    """scheduler_params: the early check (optimizer.lr=auto leaves the absolute lrs unbounded)."""
-    name, params = scheduler_params(OmegaConf.create({"name": "cosine", "eta_min": 0.5}))
-    assert name == "cosine" and params == {**COMMON, "eta_min": 0.5}
+def test_config_is_checked_before_the_optimizer_exists():
+    """check_scheduler: the early check of the schedules' own values (the absolute lrs wait for
+    the build, which knows the peak: optimizer.lr may be auto)."""
+    check_scheduler(scheduler_cfg("cosine", eta_min=0.5))
     with pytest.raises(ConfigError, match=re.escape("scheduler.eta_min=0.5")):
-        scheduler_params({"name": "cosine", "eta_min": 0.5}, optimizer_lr=0.1)
+        build(scheduler_cfg("cosine", eta_min=0.5), make_opt())
     with pytest.raises(ConfigError, match=re.escape("scheduler.gamma=2")):
-        scheduler_params({"name": "step", "gamma": 2})
+        check_scheduler(scheduler_cfg("step", gamma=2))
+    with pytest.raises(ConfigError, match=re.escape("optimizer_switch.scheduler.gamma=2")):
+        check_scheduler(scheduler_cfg("step", gamma=2), "optimizer_switch.scheduler")
 
 
 def test_cycle_momentum_true_needs_momentum():
     with pytest.raises(
         ConfigError, match=re.escape("scheduler.cycle_momentum=True: Adagrad has no momentum")
     ):
-        build({"name": "clr", "cycle_momentum": True}, make_opt(kind="adagrad"))
+        build(scheduler_cfg("clr", cycle_momentum=True), make_opt(kind="adagrad"))
 
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "scheduler"
 
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
-def test_yaml_files_compose_to_their_schema_and_build(path, make_cfg):
-    """A schedule's own file picks its schema (the one source of the defaults) and sets nothing
-    else; an example file (trapezoid, fine_tune) names a schedule. Each builds."""
-    from dataclasses import asdict
+def test_yaml_files_state_every_value_and_build(path, make_cfg):
+    """Each file states its schedule's arguments (the classes have no defaults of their own, so
+    one left out fails to build) and lrlab's keys; each composes and builds."""
+    import inspect
+
+    from hydra.utils import get_object
 
     cfg = OmegaConf.to_container(make_cfg(f"scheduler={path.stem}").scheduler)
-    if path.stem in SCHEDULES:
-        assert cfg == asdict(SCHEDULES[path.stem][1]())
-    else:
-        assert cfg["name"] in SCHEDULES
+    target = get_object(cfg["_target_"])
+    assert issubclass(target, Schedule)
+    params = inspect.signature(target).parameters.values()
+    assert all(p.default is p.empty for p in params)  # no second copy of a default
+    assert set(cfg) == {"_target_", "warmup_epochs", "warmup_start_factor", "params",
+                        *(p.name for p in params)}  # fmt: skip
     build(cfg, make_opt())
-
-
-def test_every_schedule_has_a_yaml_file():
-    assert set(SCHEDULES) <= {p.stem for p in CONF.glob("*.yaml")}
 
 
 # --- scripts/plot_schedule.py: the same config and code as training

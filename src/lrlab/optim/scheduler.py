@@ -20,6 +20,7 @@ What the `Scheduler` owns, for every schedule:
 from __future__ import annotations
 
 import bisect
+import importlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,15 +93,15 @@ def configured_value(optimizer: torch.optim.Optimizer, key: str, where: str) -> 
 
 def is_lrlab_schedule(node: Mapping[str, Any], where: str = "scheduler") -> bool:
     """True for an lrlab `Schedule` target, False for a torch/timm scheduler class."""
-    from hydra.utils import get_object
-
     target = node.get("_target_") if isinstance(node, Mapping) else None
     if not target:
         raise ConfigError(f"{where} needs a _target_ (a schedule, e.g. scheduler=onecycle)")
+    module, _, name = str(target).rpartition(".")
     try:
-        cls = get_object(str(target))
-    except Exception as e:
-        raise ConfigError(f"{where}._target_={target!r} cannot be imported: {e}") from None
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        why = f"no {name!r} in {module}" if isinstance(e, AttributeError) else str(e)
+        raise ConfigError(f"{where}._target_={target!r} cannot be imported: {why}") from None
     return isinstance(cls, type) and issubclass(cls, Schedule)
 
 
@@ -142,8 +143,7 @@ def param_schedules(node: Mapping[str, Any], where: str) -> dict[str, Schedule]:
             raise ConfigError(f"{at}: the lr is {where} itself; params schedules the other keys")
         if not isinstance(sub, Mapping):
             raise ConfigError(f"{at}={sub!r}: must be a schedule (_target_: ...)")
-        if any(k in sub for k in RESERVED_KEYS):
-            raise ConfigError(f"{at}: a param-group key's schedule has no warmup or params")
+        _refuse_lrlab_keys(sub, at, "a param-group key's schedule has none of its own")
         if not is_lrlab_schedule(sub, at):
             raise ConfigError(f"{at}._target_={sub['_target_']!r}: not an lrlab.optim.schedules.Schedule")
         schedule = make_schedule(sub, at)
@@ -160,16 +160,17 @@ def check_scheduler(node: Mapping[str, Any], where: str = "scheduler") -> None:
         warmup_settings(node, where)
         param_schedules(node, where)
     else:
-        _refuse_lrlab_keys(node, where)
+        _refuse_lrlab_keys(node, where, TORCH_HINT)
 
 
-def _refuse_lrlab_keys(node: Mapping[str, Any], where: str) -> None:
-    given = [k for k in RESERVED_KEYS if node.get(k) not in (None, 0, 0.0, {})]
+TORCH_HINT = "lrlab's keys are for lrlab schedules (torch's own: e.g. SequentialLR, LinearLR)"
+
+
+def _refuse_lrlab_keys(node: Mapping[str, Any], where: str, why: str) -> None:
+    """lrlab's keys (warmup, params) where they cannot apply; left at their defaults is fine."""
+    given = [k for k in RESERVED_KEYS if node.get(k) not in (None, 0, 0.0) and node.get(k) != {}]
     if given:
-        raise ConfigError(
-            f"{where}.{given[0]}: {node['_target_']} is not an lrlab schedule; warm it up and "
-            "schedule other keys with torch's own (e.g. SequentialLR) or use an lrlab schedule"
-        )
+        raise ConfigError(f"{where}.{given[0]}: {why}")
 
 
 # --- applying schedules per optimizer step
@@ -339,7 +340,7 @@ def build_scheduler(
     if not ref > 0:
         raise ConfigError(f"optimizer.lr={ref!r}: the schedule's peak must be > 0")
     if not is_lrlab_schedule(sched_cfg, where):
-        _refuse_lrlab_keys(sched_cfg, where)
+        _refuse_lrlab_keys(sched_cfg, where, TORCH_HINT)
         return TorchScheduler(make_schedule(sched_cfg, where, optimizer=optimizer))
     schedule: Schedule = make_schedule(sched_cfg, where)
     warmup_epochs, start = warmup_settings(sched_cfg, where)

@@ -46,7 +46,7 @@ def test_installed_command_writes_the_plot_and_the_steps(tmp_path):
     ("args", "message"),
     [
         (["optimizer.lr=auto"], "error: optimizer.lr=auto is found by the LR finder"),
-        (["scheduler.pct_start=2"], "error: scheduler.pct_start=2.0: must be in (0, 1)"),
+        (["scheduler.pct_start=2"], "error: scheduler.pct_start=2: must be in (0, 1)"),
         (["scheduler=onecycl"], "error: In 'train': Could not find 'scheduler/onecycl'"),
         (["trainer.epoch=2"], "error: trainer.epoch is not a key of trainer; did you mean"),
     ],

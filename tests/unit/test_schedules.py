@@ -446,7 +446,10 @@ def test_yaml_files_state_every_value_and_build(path, make_cfg):
 
     cfg = OmegaConf.to_container(make_cfg(f"scheduler={path.stem}").scheduler)
     target = get_object(cfg["_target_"])
-    assert issubclass(target, Schedule)
+    if not issubclass(target, Schedule):  # a torch/timm scheduler: its own arguments and defaults
+        assert cfg["_target_"].startswith(("torch.optim.lr_scheduler.", "timm.scheduler."))
+        build(cfg, make_opt())
+        return
     params = inspect.signature(target).parameters.values()
     assert all(p.default is p.empty for p in params)  # no second copy of a default
     assert set(cfg) == {"_target_", "warmup_epochs", "warmup_start_factor", "params",
@@ -486,3 +489,93 @@ def test_plot_script_traces_the_training_schedule(tmp_path):
     assert lr == pytest.approx(0.05 / 25) and lr_last == pytest.approx(lr / 10)  # stem: lr/lr_mult
     assert float(rows[0]["momentum"]) == 0.95
     assert float(rows[-1]["lr"]) == pytest.approx(0.05 / 25 / 1e4)
+
+
+# --- any torch / timm scheduler by _target_, stepped per optimizer step
+
+
+TORCH_STEP = {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 4, "gamma": 0.5}
+
+
+def test_a_torch_scheduler_by_target_is_stepped_per_optimizer_step():
+    ref_opt, opt = make_opt(lrs=(0.1, 0.01)), make_opt(lrs=(0.1, 0.01))
+    expected = trace(ref_opt, tls.StepLR(ref_opt, step_size=4, gamma=0.5), TOTAL)
+    assert trace(opt, build(TORCH_STEP, opt), TOTAL) == expected
+    assert expected[4][0] == 0.05  # it really decayed
+
+
+def test_a_timm_scheduler_by_target_matches_timm_stepped_per_update():
+    from timm.scheduler import CosineLRScheduler
+
+    args = {"t_initial": 15, "lr_min": 1e-4, "warmup_t": 3, "warmup_lr_init": 1e-3,
+            "t_in_epochs": False}  # fmt: skip
+    ref_opt, opt = make_opt(), make_opt()
+    ref = CosineLRScheduler(ref_opt, **args)
+    expected = trace(ref_opt, ref, TOTAL, stepper=lambda t: ref.step_update(t + 1))
+    got = trace(opt, build({"_target_": "timm.scheduler.CosineLRScheduler", **args}, opt), TOTAL)
+    assert got == expected and got[0][0] == 1e-3 and got[TOTAL - 1][0] == 1e-4
+
+
+@pytest.mark.parametrize(
+    "name, shorter", [("torch_steplr", {"step_size": 4}), ("timm_cosine", {"t_initial": 15})]
+)
+@pytest.mark.parametrize("k", [5, 13])
+def test_torch_and_timm_schedulers_resume_exactly_from_their_state(name, shorter, k):
+    cfg = scheduler_cfg(name, **shorter)
+    opt = make_opt()
+    uninterrupted = trace(opt, build(cfg, opt), 2 * TOTAL)
+    opt_a = make_opt()
+    sched_a = build(cfg, opt_a)
+    first = trace(opt_a, sched_a, k)
+    buf = io.BytesIO()
+    torch.save({"optimizer": opt_a.state_dict(), "scheduler": sched_a.state_dict()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=False)  # timm's state holds its own objects
+    opt_b = make_opt()
+    sched_b = build(cfg, opt_b)
+    opt_b.load_state_dict(state["optimizer"])
+    sched_b.load_state_dict(state["scheduler"])
+    assert first + trace(opt_b, sched_b, 2 * TOTAL - k) == uninterrupted
+    assert len({row[0] for row in uninterrupted}) > 2
+
+
+def test_reduce_lr_on_plateau_by_target_steps_with_the_validation_loss():
+    opt = make_opt()
+    sched = build({"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "patience": 0}, opt)
+    sched.step()
+    assert opt.param_groups[0]["lr"] == 0.1  # not stepped per optimizer step
+    sched.epoch_end(1.0)
+    sched.epoch_end(1.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        ({**TORCH_STEP, "warmup_epochs": 1}, "scheduler.warmup_epochs: lrlab's keys are for lrlab schedules"),
+        ({**TORCH_STEP, "step_sise": 4}, "scheduler: "),
+        ({"_target_": "torch.optim.lr_scheduler.StepLR"}, "scheduler: "),
+    ],
+)  # fmt: skip
+def test_bad_torch_scheduler_configs_are_one_line_errors(cfg, match):
+    with pytest.raises(ConfigError, match=re.escape(match)) as err:
+        build(cfg, make_opt())
+    assert "\n" not in str(err.value)
+
+
+def test_a_phase_may_hold_any_schedule():
+    """Composition: a phase that is itself a schedule (here cosine) over its part of the run,
+    as fastai's combine_scheds([0.25, 0.75], [SchedLin(0.1, 1), SchedCos(1, 0)]); Hydra builds
+    the nested `_target_`."""
+    from hydra.utils import instantiate
+
+    cosine = scheduler_cfg("cosine")
+    nested = {"pct": 0.75, "schedule": {k: cosine[k] for k in ("_target_", "eta_min")}}
+    cfg = scheduler_cfg("phases", phases=[{"pct": 0.25, "shape": "linear", "start": 0.1}, nested])
+    spe, epochs = 8, 2  # 16 steps: 4 of warmup, 12 of cosine
+    opt = make_opt()
+    got = [r[0] for r in trace(opt, build(cfg, opt, spe, epochs), 16)]
+    assert got[:4] == pytest.approx([0.1 * anneal_linear(0.1, 1.0, t / 4) for t in range(4)])
+    assert got[4:] == pytest.approx([0.1 * anneal_cos(1.0, 0.0, t / 12) for t in range(12)])
+    built = instantiate({k: v for k, v in cfg.items() if k not in ("warmup_epochs", "warmup_start_factor", "params")})
+    assert isinstance(built.phases[1].schedule, Schedule)

@@ -251,14 +251,14 @@ class Scheduler:
 
 
 class TorchScheduler:
-    """A torch `LRScheduler` (or a timm scheduler) by `_target_`, stepped per optimizer step."""
+    """A torch `LRScheduler` or a timm scheduler by `_target_`, stepped per optimizer step:
+    torch's `step()` (ReduceLROnPlateau: `step(val_loss)` after each epoch), timm's
+    `step_update(optimizer steps)` and, after each epoch, `step(epochs, val_loss)`."""
 
     def __init__(self, scheduler: Any) -> None:
-        self.scheduler, self.step_count = scheduler, 0
+        self.scheduler, self.step_count, self.epoch_count = scheduler, 0, 0
         self.per_metric = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        self.timm = hasattr(scheduler, "step_update")  # timm: step_update(num_updates)
-        if self.timm:
-            scheduler.step_update(0)
+        self.timm = hasattr(scheduler, "step_update")
 
     def step(self) -> None:
         self.step_count += 1
@@ -268,20 +268,31 @@ class TorchScheduler:
             self.scheduler.step()
 
     def epoch_end(self, val_loss: float) -> None:
-        if self.per_metric:
+        self.epoch_count += 1
+        if self.timm:
+            self.scheduler.step(self.epoch_count, val_loss)
+        elif self.per_metric:
             self.scheduler.step(val_loss)
 
     def param_values(self) -> dict[str, float]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step_count, "scheduler": self.scheduler.state_dict()}
+        return {"step": self.step_count, "epoch": self.epoch_count,
+                "scheduler": self.scheduler.state_dict()}  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.step_count = int(state["step"])
+        self.step_count, self.epoch_count = int(state["step"]), int(state["epoch"])
         self.scheduler.load_state_dict(dict(state["scheduler"]))
-        if self.timm:
+        if self.timm:  # timm sets the groups when stepped; torch's state holds its last lrs
             self.scheduler.step_update(self.step_count)
+        else:
+            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True):
+                group["lr"] = lr
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.scheduler.optimizer
 
 
 def epoch_clock(epoch_steps: Sequence[int] | None, spe: int) -> Clock | None:

@@ -145,7 +145,7 @@ IDENTITY = ("_target_", "name")  # a node whose `_target_` or `name` differs is 
 
 def replaced_nodes_first(changed: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
     """A node replaced as a whole (`optimizer=adam`, `scheduler=cosine`) is named by the key
-    that says so (`scheduler.name ('onecycle' -> 'cosine')`), not by its other keys."""
+    that says so (`scheduler._target_ ('lrlab.optim.schedules.OneCycle' -> 'lrlab.optim.schedules.Cosine')`), not by its other keys."""
     replaced = {k.rpartition(".")[0] for k, _, _ in changed if k.rpartition(".")[2] in IDENTITY}
     return [
         change

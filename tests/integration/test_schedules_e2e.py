@@ -5,6 +5,7 @@ and mid-epoch), and the comparison report."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,54 @@ def test_preview_rows_equal_the_training_rows(make_cfg, folder):
                 assert r.get(key) is None, (key, r["step"])
             else:
                 assert r.get(key) == pytest.approx(expected, rel=1e-12), (key, r["step"])
+
+
+# --- a user's schedule (docs/extending.md, "A schedule") and a torch scheduler by _target_
+
+
+def extending_blocks() -> dict[str, str]:
+    """The code blocks of docs/extending.md's schedule section, by language."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "extending.md").read_text()
+    section = text.split("## A schedule\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)[:2])
+
+
+def test_the_extending_walk_previews_trains_resumes_and_refuses(make_cfg, folder, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    """The doc's my_schedules.py and YAML, outside src/lrlab, as a reader would use them."""
+    import math
+    import sys
+
+    from lrlab.tasks.config import check_config
+    from lrlab.tasks.preview import schedule_trace
+
+    blocks = extending_blocks()
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "my_schedules.py").write_text(blocks["python"])
+    (tmp_path / "myconf" / "scheduler").mkdir(parents=True)
+    (tmp_path / "myconf" / "scheduler" / "inverse_sqrt.yaml").write_text(blocks["yaml"])
+    sys.path.insert(0, str(tmp_path / "code"))
+    try:
+        overrides = [*folder, f"hydra.searchpath=[file://{tmp_path / 'myconf'}]",
+                     "scheduler=inverse_sqrt", "scheduler.warmup_steps=4", "trainer.epochs=2"]  # fmt: skip
+        preview, _, header, _ = schedule_trace(make_cfg(*overrides, out="preview"))
+        full = steps(resumed_equals_uninterrupted(make_cfg, monkeypatch, overrides, cut=7))
+        bad = make_cfg(*overrides, "scheduler.warmup_steps=0", out="bad")
+        with pytest.raises(ConfigError, match=re.escape("scheduler.warmup_steps=0: must be an")):
+            check_config(bad)
+    finally:
+        sys.path.remove(str(tmp_path / "code"))
+        sys.modules.pop("my_schedules", None)
+    expected = [1e-3 * min((t + 1) / 4, math.sqrt(4 / (t + 1))) for t in range(12)]
+    assert [r["lr"] for r in full] == pytest.approx(expected, rel=1e-12)
+    assert [p[header.index("lr")] for p in preview] == [r["lr"] for r in full]
+
+
+def test_a_torch_scheduler_previews_trains_and_resumes_exactly(make_cfg, folder, monkeypatch):
+    from lrlab.tasks.preview import schedule_trace
+
+    overrides = [*folder, "scheduler=torch_steplr", "scheduler.step_size=5", "trainer.epochs=2"]
+    full = steps(resumed_equals_uninterrupted(make_cfg, monkeypatch, overrides, cut=7))
+    assert [r["lr"] for r in full] == pytest.approx([1e-3 * 0.5 ** (t // 5) for t in range(12)])
+    preview, _, header, _ = schedule_trace(make_cfg(*overrides, out="preview"))
+    assert [p[header.index("lr")] for p in preview] == [r["lr"] for r in full]

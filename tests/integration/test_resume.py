@@ -312,7 +312,12 @@ def one_epoch(make_cfg):
         ("optimizer.momentum=0.5", ["optimizer.momentum (0.9 -> 0.5)"]),
         ("model.channels=[8,16]", ["model.channels"]),
         ("model.dropout=0.1", ["model.dropout"]),
-        ("scheduler=cosine", ["scheduler._target_ ('lrlab.optim.schedules.OneCycle' -> 'lrlab.optim.schedules.Cosine')"]),
+        (
+            "scheduler=cosine",
+            [
+                "scheduler._target_ ('lrlab.optim.schedules.OneCycle' -> 'lrlab.optim.schedules.Cosine')"
+            ],
+        ),
         ("scheduler.pct_start=0.5", ["scheduler.pct_start (0.3 -> 0.5)"]),
         ("data.image_size=8", ["data.image_size (16 -> 8)"]),
         ("data.batch_size=32", ["data.batch_size (64 -> 32)"]),

@@ -96,7 +96,11 @@ def test_momentum_is_sgd_momentum_or_adam_beta1(kind, read):
 
 def test_any_numeric_param_group_key():
     opt = groups_opt("rmsprop")
-    alpha = {**scheduler_cfg("step"), "milestones": [2], "gamma": 0.5}  # alpha 0.99, halved after epoch 2
+    alpha = {
+        **scheduler_cfg("step"),
+        "milestones": [2],
+        "gamma": 0.5,
+    }  # alpha 0.99, halved after epoch 2
     rows = run(opt, build_scheduler(constant_with({"alpha": alpha}), opt, SPE, EPOCHS))
     assert [groups[0]["alpha"] for groups in rows] == [0.99] * 10 + [0.495] * 10
 
@@ -129,10 +133,15 @@ def test_resume_restores_every_scheduled_key_exactly():
 
 def test_param_values_for_the_records():
     opt = groups_opt()
-    cfg = {**scheduler_cfg("constant"), "params": {"weight_decay": WD_RISE, "beta2": scheduler_cfg("cosine")}}
+    cfg = {
+        **scheduler_cfg("constant"),
+        "params": {"weight_decay": WD_RISE, "beta2": scheduler_cfg("cosine")},
+    }
     sched = build_scheduler(cfg, opt, SPE, EPOCHS)
     assert sched.param_values() == {"weight_decay": pytest.approx(0.001), "beta2": 0.999}
-    assert build_scheduler(scheduler_cfg("constant"), groups_opt(), SPE, EPOCHS).param_values() == {}
+    assert (
+        build_scheduler(scheduler_cfg("constant"), groups_opt(), SPE, EPOCHS).param_values() == {}
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,10 +180,17 @@ def test_momentum_cycled_by_the_schedule_cannot_be_scheduled_twice():
         ConfigError, match=re.escape("scheduler._target_ (OneCycle) already cycles the momentum")
     ):
         build_scheduler(
-            {**scheduler_cfg("onecycle"), "params": {"momentum": mom}}, groups_opt("sgd"), SPE, EPOCHS
+            {**scheduler_cfg("onecycle"), "params": {"momentum": mom}},
+            groups_opt("sgd"),
+            SPE,
+            EPOCHS,
         )
-    with pytest.raises(ConfigError, match=re.escape("scheduler.params.beta1: scheduler._target_ (OneCycle)")):
-        build_scheduler({**scheduler_cfg("onecycle"), "params": {"beta1": mom}}, groups_opt(), SPE, EPOCHS)
+    with pytest.raises(
+        ConfigError, match=re.escape("scheduler.params.beta1: scheduler._target_ (OneCycle)")
+    ):
+        build_scheduler(
+            {**scheduler_cfg("onecycle"), "params": {"beta1": mom}}, groups_opt(), SPE, EPOCHS
+        )
     opt = groups_opt("sgd")  # with cycle_momentum off, params may schedule it
     cfg = {**scheduler_cfg("onecycle"), "cycle_momentum": False, "params": {"momentum": mom}}
     rows = run(opt, build_scheduler(cfg, opt, SPE, EPOCHS))

@@ -12,8 +12,7 @@ from torch.optim import lr_scheduler as tls
 
 from lrlab.errors import ConfigError
 from lrlab.optim import build_scheduler
-from lrlab.optim.schedules import anneal_cos, anneal_linear
-from lrlab.optim.schedules import Phases, Plan
+from lrlab.optim.schedules import Phases, Plan, anneal_cos, anneal_linear
 from tests.helpers import scheduler_cfg
 from tests.unit.test_schedules import assert_traces_close, make_opt, trace
 

@@ -22,8 +22,8 @@ from lrlab.data.resizing import (
 )
 from lrlab.errors import ConfigError
 from lrlab.optim import build_scheduler
-from lrlab.optim.schedules import anneal_cos
 from lrlab.optim.scheduler import epoch_clock
+from lrlab.optim.schedules import anneal_cos
 from tests.helpers import scheduler_cfg
 from tests.unit.test_schedules import make_opt, trace
 
@@ -111,7 +111,9 @@ def test_a_schedule_follows_the_epochs_when_their_step_counts_differ():
     """cosine over 3 epochs of 2, 4 and 4 steps: each step takes the value of the fractional
     epoch where it starts, so the curve over epochs is the uniform run's."""
     opt = make_opt()
-    got = [r[0] for r in trace(opt, build_scheduler(scheduler_cfg("cosine"), opt, 4, 3, [2, 4, 4]), 10)]
+    got = [
+        r[0] for r in trace(opt, build_scheduler(scheduler_cfg("cosine"), opt, 4, 3, [2, 4, 4]), 10)
+    ]
     epochs = [0, 0.5, 1, 1.25, 1.5, 1.75, 2, 2.25, 2.5, 2.75]
     assert got == pytest.approx([anneal_cos(0.1, 0.0, x / 3) for x in epochs], rel=1e-12)
 

@@ -205,7 +205,9 @@ def test_step_matches_multisteplr_with_fractional_milestones():
     ref = tls.MultiStepLR(ref_opt, milestones=[SPE, 11], gamma=0.5)  # 1.5 epochs = 10.5 -> 11
     expected = trace(ref_opt, ref, TOTAL)
     opt = make_opt()
-    got = trace(opt, build({**scheduler_cfg("step"), "milestones": [1, 1.5], "gamma": 0.5}, opt), TOTAL)
+    got = trace(
+        opt, build({**scheduler_cfg("step"), "milestones": [1, 1.5], "gamma": 0.5}, opt), TOTAL
+    )
     assert_traces_close(got, expected)
 
 
@@ -577,5 +579,11 @@ def test_a_phase_may_hold_any_schedule():
     got = [r[0] for r in trace(opt, build(cfg, opt, spe, epochs), 16)]
     assert got[:4] == pytest.approx([0.1 * anneal_linear(0.1, 1.0, t / 4) for t in range(4)])
     assert got[4:] == pytest.approx([0.1 * anneal_cos(1.0, 0.0, t / 12) for t in range(12)])
-    built = instantiate({k: v for k, v in cfg.items() if k not in ("warmup_epochs", "warmup_start_factor", "params")})
+    built = instantiate(
+        {
+            k: v
+            for k, v in cfg.items()
+            if k not in ("warmup_epochs", "warmup_start_factor", "params")
+        }
+    )
     assert isinstance(built.phases[1].schedule, Schedule)

@@ -79,7 +79,9 @@ def configured_value(optimizer: torch.optim.Optimizer, key: str, where: str) -> 
     if key == "betas":
         raise ConfigError(f"{where}.params.betas: schedule beta1 and beta2 as keys of their own")
     if not all(_has_key(g, key) for g in optimizer.param_groups):
-        numeric = [k for k, v in optimizer.param_groups[0].items() if k != "lr" and _has_key({k: v}, k)]
+        numeric = [
+            k for k, v in optimizer.param_groups[0].items() if k != "lr" and _has_key({k: v}, k)
+        ]
         extra = ["beta1", "beta2"] if "betas" in optimizer.defaults else []
         raise ConfigError(
             f"{where}.params.{key}: {type(optimizer).__name__}'s param groups have no number "
@@ -145,10 +147,14 @@ def param_schedules(node: Mapping[str, Any], where: str) -> dict[str, Schedule]:
             raise ConfigError(f"{at}={sub!r}: must be a schedule (_target_: ...)")
         _refuse_lrlab_keys(sub, at, "a param-group key's schedule has none of its own")
         if not is_lrlab_schedule(sub, at):
-            raise ConfigError(f"{at}._target_={sub['_target_']!r}: not an lrlab.optim.schedules.Schedule")
+            raise ConfigError(
+                f"{at}._target_={sub['_target_']!r}: not an lrlab.optim.schedules.Schedule"
+            )
         schedule = make_schedule(sub, at)
         if isinstance(schedule, OnMetric):
-            raise ConfigError(f"{at}._target_={sub['_target_']!r}: it adapts the lr only; use another")
+            raise ConfigError(
+                f"{at}._target_={sub['_target_']!r}: it adapts the lr only; use another"
+            )
         out[str(key)] = schedule
     return out
 
@@ -208,7 +214,11 @@ class Scheduler:
             mult = track.fn(t)
             if isinstance(track.schedule, OnMetric):
                 mult = mult * track.schedule.scale
-            values = [b * mult for b in track.bases] if track.scaled else [track.bases[0] * mult] * len(groups)
+            values = (
+                [b * mult for b in track.bases]
+                if track.scaled
+                else [track.bases[0] * mult] * len(groups)
+            )
             for group, value in zip(groups, values, strict=True):
                 write_key(group, track.key, value)
 
@@ -238,7 +248,11 @@ class Scheduler:
         return {
             "step": self.step_count,
             "bases": {t.key: list(t.bases) for t in self.tracks},
-            "metric": {t.key: t.schedule.state_dict() for t in self.tracks if isinstance(t.schedule, OnMetric)},
+            "metric": {
+                t.key: t.schedule.state_dict()
+                for t in self.tracks
+                if isinstance(t.schedule, OnMetric)
+            },
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -287,7 +301,9 @@ class TorchScheduler:
         if self.timm:  # timm sets the groups when stepped; torch's state holds its last lrs
             self.scheduler.step_update(self.step_count)
         else:
-            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True):
+            for group, lr in zip(
+                self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True
+            ):
                 group["lr"] = lr
 
     @property
@@ -315,7 +331,9 @@ def epoch_clock(epoch_steps: Sequence[int] | None, spe: int) -> Clock | None:
     return clock
 
 
-def _planned(fn: Callable[[float], float], offset: int, last: int, hold_at_start: bool) -> Callable[[float], float]:
+def _planned(
+    fn: Callable[[float], float], offset: int, last: int, hold_at_start: bool
+) -> Callable[[float], float]:
     """`fn` started `offset` steps in (held at its first value before: the warmup), and held at
     its last planned value from step `last` on."""
     if hold_at_start:
@@ -371,11 +389,21 @@ def build_scheduler(
     if warmup:
         lr = _warmup(lr, warmup, start)
     last = total - 1
-    tracks = [Track("lr", _planned(lr, 0, last, False), True, [float(g["initial_lr"]) for g in optimizer.param_groups], schedule)]
+    tracks = [
+        Track(
+            "lr",
+            _planned(lr, 0, last, False),
+            True,
+            [float(g["initial_lr"]) for g in optimizer.param_groups],
+            schedule,
+        )
+    ]
     for key, (s, fn) in extra.items():
         tracks.append(Track(key, _planned(fn, warmup, last, True), False, [1.0], s))
     for key, s in param_schedules(sched_cfg, where).items():
-        if key in extra or (key == "beta1" and "momentum" in extra and "betas" in optimizer.defaults):
+        if key in extra or (
+            key == "beta1" and "momentum" in extra and "betas" in optimizer.defaults
+        ):
             raise ConfigError(
                 f"{where}.params.{key}: {where}._target_ ({type(schedule).__name__}) already cycles the "
                 f"momentum; set {where}.cycle_momentum=false to schedule it in params"

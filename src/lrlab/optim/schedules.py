@@ -73,7 +73,9 @@ class OnMetric(Schedule):
 # --- checks: one-line errors `key=value: why`; the builder puts the config path in front
 
 
-def number(key: str, value: Any, ok: Callable[[float], bool] = lambda v: True, why: str = "") -> float:
+def number(
+    key: str, value: Any, ok: Callable[[float], bool] = lambda v: True, why: str = ""
+) -> float:
     """`value` as a float if it is a number (not a bool) that passes `ok`, else a ConfigError."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
         raise ConfigError(f"{key}={value!r}: {why or 'must be a number'}")
@@ -159,9 +161,11 @@ class Step(Schedule):
     def __init__(self, milestones: Sequence[float], gamma: float) -> None:
         ms = _plain(milestones)
         ms = list(ms) if isinstance(ms, tuple) else ms
-        if not isinstance(ms, list) or not all(
-            isinstance(m, int | float) and not isinstance(m, bool) and m > 0 for m in ms
-        ) or ms != sorted(ms):
+        if (
+            not isinstance(ms, list)
+            or not all(isinstance(m, int | float) and not isinstance(m, bool) and m > 0 for m in ms)
+            or ms != sorted(ms)
+        ):
             raise ConfigError(f"milestones={ms!r}: must be an increasing list of epochs > 0")
         self.milestones = ms
         self.gamma = number("gamma", gamma, lambda v: 0 < v <= 1, "must be in (0, 1]")
@@ -233,7 +237,9 @@ class _Cyclic(Schedule):
 
     def _check_momentum(self, cycle: Any, base: Any, top: Any) -> None:
         self.cycle_momentum = choice("cycle_momentum", cycle, (None, True, False))
-        self.base_momentum = number("base_momentum", base, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        self.base_momentum = number(
+            "base_momentum", base, lambda v: 0 <= v < 1, "must be in [0, 1)"
+        )
         self.max_momentum = number("max_momentum", top, lambda v: 0 <= v < 1, "must be in [0, 1)")
 
     def companions(self, optimizer: torch.optim.Optimizer) -> dict[str, Schedule]:
@@ -314,9 +320,17 @@ class CLR(_Cyclic):
         base_momentum: float,
         max_momentum: float,
     ) -> None:
-        self.base_lr = None if base_lr is None else number("base_lr", base_lr, lambda v: v >= 0, "must be null (= optimizer.lr / 6) or >= 0")
+        self.base_lr = (
+            None
+            if base_lr is None
+            else number(
+                "base_lr", base_lr, lambda v: v >= 0, "must be null (= optimizer.lr / 6) or >= 0"
+            )
+        )
         self.step_size = epochs("step_size", step_size)
-        self.step_size_down = None if step_size_down is None else epochs("step_size_down", step_size_down)
+        self.step_size_down = (
+            None if step_size_down is None else epochs("step_size_down", step_size_down)
+        )
         self.mode = choice("mode", mode, ("triangular", "triangular2", "exp_range"))
         self.gamma = number("gamma", gamma, lambda v: 0 < v <= 1, "must be in (0, 1]")
         self._check_momentum(cycle_momentum, base_momentum, max_momentum)
@@ -363,7 +377,9 @@ class SGDR(Schedule):
         self.t_0 = epochs("t_0", t_0)
         self.t_mult = number("t_mult", t_mult, lambda v: v >= 1, "must be >= 1")
         self.eta_min = number("eta_min", eta_min, lambda v: v >= 0, "must be >= 0")
-        self.cycle_decay = number("cycle_decay", cycle_decay, lambda v: 0 < v <= 1, "must be in (0, 1]")
+        self.cycle_decay = number(
+            "cycle_decay", cycle_decay, lambda v: 0 < v <= 1, "must be in (0, 1]"
+        )
 
     def curve(self, plan: Plan) -> Curve:
         # restarts at the fractional epochs t_0 * (1 + t_mult + ... + t_mult**(k-1)), in steps
@@ -501,7 +517,9 @@ class Phases(Schedule):
         self.convention = choice("convention", convention, CONVENTIONS)
         open_ended = [i for i, p in enumerate(self.phases) if p.pct is None and p.epochs is None]
         if len(open_ended) > 1:
-            raise ConfigError(f"phases: phases {open_ended} have no length; only one phase may take the rest")
+            raise ConfigError(
+                f"phases: phases {open_ended} have no length; only one phase may take the rest"
+            )
         if all(p.epochs is None for p in self.phases):  # fractions only: checkable now
             self.fractions(1.0)
 
@@ -511,10 +529,16 @@ class Phases(Schedule):
                  for p in self.phases]  # fmt: skip
         total = sum(f for f in fracs if f is not None)
         in_epochs = any(p.epochs is not None for p in self.phases)
-        shown = f"{total * run_epochs:g} of the run's {run_epochs:g} epochs" if in_epochs else f"{total:g}"
+        shown = (
+            f"{total * run_epochs:g} of the run's {run_epochs:g} epochs"
+            if in_epochs
+            else f"{total:g}"
+        )
         if None in fracs:
             if total >= 1 - TOLERANCE:
-                raise ConfigError(f"phases: the lengths add up to {shown}, leaving nothing for the rest")
+                raise ConfigError(
+                    f"phases: the lengths add up to {shown}, leaving nothing for the rest"
+                )
             fracs[fracs.index(None)] = 1 - total
         elif abs(total - 1) > TOLERANCE:
             whole = f"the run's {run_epochs:g} epochs" if in_epochs else "1 (the whole run)"
@@ -527,7 +551,9 @@ class Phases(Schedule):
             cum.append(cum[-1] + f)
         n, last = plan.steps, len(self.phases) - 1
         bounds = [_snap(n * c) for c in cum[:-1]] + [float(n)]
-        pieces = [self._piece(p, bounds[k + 1] - bounds[k], plan) for k, p in enumerate(self.phases)]
+        pieces = [
+            self._piece(p, bounds[k + 1] - bounds[k], plan) for k, p in enumerate(self.phases)
+        ]
         if self.convention == "fastai":
 
             def fastai_fn(t: float) -> float:

@@ -8,7 +8,7 @@ its own src/ first on PYTHONPATH; the YAML options keep their names, so the same
 select the same schedule in both.
 
     .venv/bin/python benchmarks/records_equal.py                      # main vs this checkout
-    .venv/bin/python benchmarks/records_equal.py --ref 7693ca2 --only onecycle,clr
+    .venv/bin/python benchmarks/records_equal.py --ref 7693ca2 --new HEAD --only onecycle,clr
     .venv/bin/python benchmarks/records_equal.py --flowers ../shared/data/flowers
 
 Writes benchmarks/results/records_equal.{md,json}; exits 1 if any config's rows differ.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,9 @@ def train(repo: Path, overrides: list[str], run_dir: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="main", help="the reference git ref (default: main)")
+    parser.add_argument(
+        "--new", help="a git ref to compare instead of this working tree (e.g. HEAD: stable runs)"
+    )
     parser.add_argument("--only", help="comma-separated config names (default: all)")
     parser.add_argument("--flowers", help="a flowers folder: adds one small flowers config")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "records_equal"))
@@ -127,26 +131,32 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "rev-parse", args.ref], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "rev-parse", args.new or "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
-    dirty = bool(
+    dirty = not args.new and bool(
         subprocess.run(
             ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
     )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktrees
     results = []
     with tempfile.TemporaryDirectory(prefix="records_equal_") as tmp:
-        ref_repo = Path(tmp) / "ref"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(ref_repo), ref_sha],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
+        ref_repo, new_repo = Path(tmp) / "ref", Path(tmp) / "new" if args.new else ROOT
+        for repo, sha in [(ref_repo, ref_sha)] + ([(new_repo, head)] if args.new else []):
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(repo), sha],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            )
         try:
             for name, overrides in configs.items():  # ref, then this checkout: interleaved
                 t_ref = train(ref_repo, overrides, Path(tmp) / "runs" / "ref" / name)
-                t_new = train(ROOT, overrides, Path(tmp) / "runs" / "new" / name)
+                t_new = train(new_repo, overrides, Path(tmp) / "runs" / "new" / name)
                 a = rows(Path(tmp) / "runs" / "ref" / name)
                 b = rows(Path(tmp) / "runs" / "new" / name)
                 first = next(
@@ -169,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(ref_repo)],
-                cwd=ROOT,
-                capture_output=True,
-            )
+            for repo in {ref_repo, new_repo} - {ROOT}:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(repo)],
+                    cwd=ROOT,
+                    capture_output=True,
+                )
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     meta = {
         "ref": args.ref,

@@ -49,6 +49,18 @@ def test_installed_command_writes_the_plot_and_the_steps(tmp_path):
         (["scheduler.pct_start=2"], "error: scheduler.pct_start=2: must be in (0, 1)"),
         (["scheduler=onecycl"], "error: In 'train': Could not find 'scheduler/onecycl'"),
         (["trainer.epoch=2"], "error: trainer.epoch is not a key of trainer; did you mean"),
+        (
+            ["+scheduler.pct_strat=0.5"],
+            "error: scheduler.pct_strat is not a key of scheduler; did you mean scheduler.pct_start?",
+        ),
+        (
+            ["scheduler=torch_steplr", "+scheduler.gama=0.5"],
+            "error: scheduler.gama is not a key of scheduler; did you mean scheduler.gamma?",
+        ),
+        (
+            ["scheduler=plateau", "scheduler.patience=-1"],
+            "error: scheduler.patience=-1: must be an integer >= 0",
+        ),
     ],
 )
 def test_bad_input_is_one_line(capsys, args, message, tmp_path):

@@ -21,7 +21,7 @@ class Polynomial(Schedule):
     """lr = peak * (1 - t / steps) ** power: torch's PolynomialLR over the whole run."""
 
     def __init__(self, power: float) -> None:
-        self.power = number("power", power, lambda v: v > 0, "must be > 0")
+        self.power = number("power", power, "> 0")
 
     def curve(self, plan: Plan):
         n, power = plan.steps, self.power

@@ -126,10 +126,9 @@ def make_schedule(node: Mapping[str, Any], where: str, **kwargs: Any) -> Any:
 
 
 def warmup_settings(node: Mapping[str, Any], where: str) -> tuple[float, float]:
-    epochs = number(f"{where}.warmup_epochs", node.get("warmup_epochs", 0.0), lambda v: v >= 0,
-                    "must be a number of epochs >= 0")  # fmt: skip
-    start = number(f"{where}.warmup_start_factor", node.get("warmup_start_factor", 0.0),
-                   lambda v: 0 <= v <= 1, "must be in [0, 1]")  # fmt: skip
+    epochs = number(f"{where}.warmup_epochs", node.get("warmup_epochs", 0.0), ">= 0",
+                    "a number of epochs")  # fmt: skip
+    start = number(f"{where}.warmup_start_factor", node.get("warmup_start_factor", 0.0), "[0, 1]")
     return epochs, start
 
 
@@ -239,9 +238,6 @@ class Scheduler:
         """The scheduled keys besides the lr in param group 0 (for the records)."""
         group = self.optimizer.param_groups[0]
         return {t.key: read_key(group, t.key) for t in self.tracks if t.key != "lr"}
-
-    def get_last_lr(self) -> list[float]:
-        return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
         # Plain data only: the schedules are rebuilt from the config on resume.

@@ -73,12 +73,21 @@ class OnMetric(Schedule):
 # --- checks: one-line errors `key=value: why`; the builder puts the config path in front
 
 
-def number(
-    key: str, value: Any, ok: Callable[[float], bool] = lambda v: True, why: str = ""
-) -> float:
-    """`value` as a float if it is a number (not a bool) that passes `ok`, else a ConfigError."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-        raise ConfigError(f"{key}={value!r}: {why or 'must be a number'}")
+def number(key: str, value: Any, within: str = "", what: str = "") -> float:
+    """`value` as a float if it is a number (not a bool) `within` e.g. "(0, 1]", ">= 0", "> 0"."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and within[:1] == ">":
+        op, bound = within.split()
+        ok = value > float(bound) if op == ">" else value >= float(bound)
+    elif ok and within:
+        low, high = (float(b) for b in within[1:-1].split(","))
+        ok = (low < value if within[0] == "(" else low <= value) and (
+            value < high if within[-1] == ")" else value <= high
+        )
+    if not ok:
+        shown = f"in {within}" if within[:1] in "([" and within else within
+        raise ConfigError(f"{key}={value!r}: must be {what or ('' if within else 'a number')}"
+                          f"{' ' if what and within else ''}{shown}".rstrip())  # fmt: skip
     return float(value)
 
 
@@ -94,17 +103,11 @@ def choice(key: str, value: Any, options: Sequence[Any]) -> Any:
     return value
 
 
-def positive(key: str, value: Any) -> float:
-    return number(key, value, lambda v: v > 0, "must be > 0")
-
-
-def epochs(key: str, value: Any) -> float:
-    return number(key, value, lambda v: v > 0, "must be a number of epochs > 0")
-
-
 def fraction(key: str, value: Any, ref: float) -> float:
     """An absolute value below the optimizer's (`eta_min`, `min_lr`) as a fraction of it."""
-    return number(key, value, lambda v: 0 <= v < ref, f"must be in [0, optimizer.lr={ref:g})") / ref
+    if not (number(key, value) >= 0 and value < ref):
+        raise ConfigError(f"{key}={value!r}: must be in [0, optimizer.lr={ref:g})")
+    return float(value) / ref
 
 
 def steps(epochs: float, spe: int) -> int:
@@ -168,7 +171,7 @@ class Step(Schedule):
         ):
             raise ConfigError(f"milestones={ms!r}: must be an increasing list of epochs > 0")
         self.milestones = ms
-        self.gamma = number("gamma", gamma, lambda v: 0 < v <= 1, "must be in (0, 1]")
+        self.gamma = number("gamma", gamma, "(0, 1]")
 
     def curve(self, plan: Plan) -> Curve:
         at = [steps(m, plan.steps_per_epoch) for m in self.milestones]  # decays *at* these steps
@@ -182,7 +185,7 @@ class Cosine(Schedule):
     """torch's CosineAnnealingLR over the whole run (T_max = the run)."""
 
     def __init__(self, eta_min: float) -> None:
-        self.eta_min = number("eta_min", eta_min, lambda v: v >= 0, "must be >= 0")
+        self.eta_min = number("eta_min", eta_min, ">= 0")
 
     def curve(self, plan: Plan) -> Curve:
         eta, n = fraction("eta_min", self.eta_min, plan.ref), plan.steps
@@ -193,8 +196,8 @@ class FlatCos(Schedule):
     """fastai's fit_flat_cos: flat at the peak, then cosine annealing to peak / div_final."""
 
     def __init__(self, pct_start: float, div_final: float) -> None:
-        self.pct_start = number("pct_start", pct_start, lambda v: 0 < v < 1, "must be in (0, 1)")
-        self.div_final = positive("div_final", div_final)
+        self.pct_start = number("pct_start", pct_start, "(0, 1)")
+        self.div_final = number("div_final", div_final, "> 0")
 
     def curve(self, plan: Plan) -> Curve:
         # combine_scheds([pct_start, 1 - pct_start], [no-op, cos])
@@ -237,10 +240,8 @@ class _Cyclic(Schedule):
 
     def _check_momentum(self, cycle: Any, base: Any, top: Any) -> None:
         self.cycle_momentum = choice("cycle_momentum", cycle, (None, True, False))
-        self.base_momentum = number(
-            "base_momentum", base, lambda v: 0 <= v < 1, "must be in [0, 1)"
-        )
-        self.max_momentum = number("max_momentum", top, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        self.base_momentum = number("base_momentum", base, "[0, 1)")
+        self.max_momentum = number("max_momentum", top, "[0, 1)")
 
     def companions(self, optimizer: torch.optim.Optimizer) -> dict[str, Schedule]:
         cycles = _cycle_momentum(self.cycle_momentum, optimizer)
@@ -261,9 +262,9 @@ class OneCycle(_Cyclic):
         base_momentum: float,
         max_momentum: float,
     ) -> None:
-        self.pct_start = number("pct_start", pct_start, lambda v: 0 < v < 1, "must be in (0, 1)")
-        self.div_factor = positive("div_factor", div_factor)
-        self.final_div_factor = positive("final_div_factor", final_div_factor)
+        self.pct_start = number("pct_start", pct_start, "(0, 1)")
+        self.div_factor = number("div_factor", div_factor, "> 0")
+        self.final_div_factor = number("final_div_factor", final_div_factor, "> 0")
         self.anneal = ANNEALERS[choice("anneal_strategy", anneal_strategy, list(ANNEALERS))]
         self.three_phase = choice("three_phase", three_phase, (True, False))
         self._check_momentum(cycle_momentum, base_momentum, max_momentum)
@@ -323,16 +324,16 @@ class CLR(_Cyclic):
         self.base_lr = (
             None
             if base_lr is None
-            else number(
-                "base_lr", base_lr, lambda v: v >= 0, "must be null (= optimizer.lr / 6) or >= 0"
-            )
+            else number("base_lr", base_lr, ">= 0", "null (= optimizer.lr / 6) or")
         )
-        self.step_size = epochs("step_size", step_size)
+        self.step_size = number("step_size", step_size, "> 0", "a number of epochs")
         self.step_size_down = (
-            None if step_size_down is None else epochs("step_size_down", step_size_down)
+            None
+            if step_size_down is None
+            else number("step_size_down", step_size_down, "> 0", "a number of epochs")
         )
         self.mode = choice("mode", mode, ("triangular", "triangular2", "exp_range"))
-        self.gamma = number("gamma", gamma, lambda v: 0 < v <= 1, "must be in (0, 1]")
+        self.gamma = number("gamma", gamma, "(0, 1]")
         self._check_momentum(cycle_momentum, base_momentum, max_momentum)
 
     def _height(self, plan: Plan) -> Curve:
@@ -359,8 +360,7 @@ class CLR(_Cyclic):
         if self.base_lr is None:
             low = 1 / CLR_BASE_DIV
         else:
-            low = number("base_lr", self.base_lr, lambda v: v < plan.ref,
-                         f"must be null (= optimizer.lr / 6) or in [0, optimizer.lr={plan.ref:g})") / plan.ref  # fmt: skip
+            low = fraction("base_lr", self.base_lr, plan.ref)
         height = self._height(plan)
         return lambda t: low + (1 - low) * height(t)
 
@@ -374,12 +374,10 @@ class SGDR(Schedule):
     fractional epochs; the peak times cycle_decay at every restart (timm's cycle_decay)."""
 
     def __init__(self, t_0: float, t_mult: float, eta_min: float, cycle_decay: float) -> None:
-        self.t_0 = epochs("t_0", t_0)
-        self.t_mult = number("t_mult", t_mult, lambda v: v >= 1, "must be >= 1")
-        self.eta_min = number("eta_min", eta_min, lambda v: v >= 0, "must be >= 0")
-        self.cycle_decay = number(
-            "cycle_decay", cycle_decay, lambda v: 0 < v <= 1, "must be in (0, 1]"
-        )
+        self.t_0 = number("t_0", t_0, "> 0", "a number of epochs")
+        self.t_mult = number("t_mult", t_mult, ">= 1")
+        self.eta_min = number("eta_min", eta_min, ">= 0")
+        self.cycle_decay = number("cycle_decay", cycle_decay, "(0, 1]")
 
     def curve(self, plan: Plan) -> Curve:
         # restarts at the fractional epochs t_0 * (1 + t_mult + ... + t_mult**(k-1)), in steps
@@ -416,12 +414,12 @@ class Plateau(OnMetric):
         cooldown: int,
         min_lr: float,
     ) -> None:
-        self.factor = number("factor", factor, lambda v: 0 < v < 1, "must be in (0, 1)")
+        self.factor = number("factor", factor, "(0, 1)")
         self.patience = integer("patience", patience)
-        self.threshold = number("threshold", threshold, lambda v: v >= 0, "must be >= 0")
+        self.threshold = number("threshold", threshold, ">= 0")
         self.threshold_mode = choice("threshold_mode", threshold_mode, ("rel", "abs"))
         self.cooldown = integer("cooldown", cooldown)
-        self.min_lr = number("min_lr", min_lr, lambda v: v >= 0, "must be >= 0")
+        self.min_lr = number("min_lr", min_lr, ">= 0")
         self.best, self.bad_epochs, self.cooldown_left = math.inf, 0, 0
         self.ref = self.lr = 1.0  # the head lr that torch's logic would set, and its start
 
@@ -483,16 +481,16 @@ def _phase(key: str, phase: Any) -> Phase:
     p = Phase(**phase)
     choice(f"{key}.shape", p.shape, list(SHAPES))
     for k in ("start", "end"):
-        number(f"{key}.{k}", getattr(p, k), lambda v: v >= 0, "must be a number >= 0")
+        number(f"{key}.{k}", getattr(p, k), ">= 0", "a number")
     if p.shape == "exp" and not (p.start > 0 and p.end > 0):
         raise ConfigError(f"{key}: shape exp needs start and end > 0, got {p.start}, {p.end}")
-    positive(f"{key}.power", p.power)
+    number(f"{key}.power", p.power, "> 0")
     if p.pct is not None and p.epochs is not None:
         raise ConfigError(f"{key}: give its length as pct or epochs, not both")
     if p.pct is not None:
-        number(f"{key}.pct", p.pct, lambda v: 0 < v <= 1, "must be in (0, 1]")
+        number(f"{key}.pct", p.pct, "(0, 1]")
     if p.epochs is not None:
-        epochs(f"{key}.epochs", p.epochs)
+        number(f"{key}.epochs", p.epochs, "> 0", "a number of epochs")
     if p.schedule is not None and not isinstance(p.schedule, Schedule):
         raise ConfigError(f"{key}.schedule: must be a schedule (_target_: ...)")
     return p

@@ -327,14 +327,10 @@ def epoch_clock(epoch_steps: Sequence[int] | None, spe: int) -> Clock | None:
     return clock
 
 
-def _planned(
-    fn: Callable[[float], float], offset: int, last: int, hold_at_start: bool
-) -> Callable[[float], float]:
+def _planned(fn: Callable[[float], float], offset: int, last: int) -> Callable[[float], float]:
     """`fn` started `offset` steps in (held at its first value before: the warmup), and held at
     its last planned value from step `last` on."""
-    if hold_at_start:
-        return lambda t: fn(max(0, min(t, last) - offset))
-    return lambda t: fn(min(t, last))
+    return lambda t: fn(max(0, min(t, last) - offset))
 
 
 def _warmup(fn: Callable[[float], float], warmup: int, start: float) -> Callable[[float], float]:
@@ -388,21 +384,21 @@ def build_scheduler(
     tracks = [
         Track(
             "lr",
-            _planned(lr, 0, last, False),
+            _planned(lr, 0, last),
             True,
             [float(g["initial_lr"]) for g in optimizer.param_groups],
             schedule,
         )
     ]
     for key, (s, fn) in extra.items():
-        tracks.append(Track(key, _planned(fn, warmup, last, True), False, [1.0], s))
+        tracks.append(Track(key, _planned(fn, warmup, last), False, [1.0], s))
     for key, s in param_schedules(sched_cfg, where).items():
         if key in extra or (
             key == "beta1" and "momentum" in extra and "betas" in optimizer.defaults
         ):
             raise ConfigError(
-                f"{where}.params.{key}: {where}._target_ ({type(schedule).__name__}) already cycles the "
-                f"momentum; set {where}.cycle_momentum=false to schedule it in params"
+                f"{where}.params.{key}: {where}._target_ ({type(schedule).__name__}) already "
+                f"cycles the momentum; set {where}.cycle_momentum=false to schedule it in params"
             )
         tracks.append(_param_track(key, s, optimizer, steps_per_epoch, total, where))
     return Scheduler(optimizer, tracks, epoch_clock(epoch_steps, steps_per_epoch))
@@ -433,4 +429,4 @@ def _param_track(
         bases = [read_key(g, key) for g in optimizer.param_groups]
     else:
         bases = [1.0 if schedule.gives_values else configured]
-    return Track(key, _planned(fn, 0, total - 1, False), scaled, bases, schedule)
+    return Track(key, _planned(fn, 0, total - 1), scaled, bases, schedule)

@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or str(cfg.scheduler._target_).rsplit(".", 1)[-1].lower()
+    # the scheduler option picked (its file's name), else the schedule's class
+    picked = [o.split("=", 1)[1] for o in args.overrides if o.startswith("scheduler=")]
+    stem = args.name or (picked or [str(cfg.scheduler._target_).rsplit(".", 1)[-1].lower()])[-1]
     with open(out / f"{stem}.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)

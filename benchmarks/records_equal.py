@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "# metrics.jsonl rows: reference vs this checkout",
         "",
         f"`python benchmarks/records_equal.py --ref {args.ref}"
+        + (f" --new {args.new}" if args.new else "")
         + (" --flowers ..." if args.flowers else "")
         + "`: "
         f"ref {ref_sha[:10]} vs {head[:10]}{' (+ uncommitted changes)' if dirty else ''}; "

@@ -35,7 +35,7 @@ class EpochSums:
 class TrainState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: Any  # lrlab.optim.Schedule: step() per optimizer step, epoch_end(val_loss)
+    scheduler: Any  # lrlab.optim.Scheduler (or TorchScheduler): step() per optimizer step, epoch_end(val_loss)
     step_fn: TrainStep
     train_batches: Iterable[Batch]  # one epoch's batches, iterated anew every epoch
     val_batches: Iterable[Batch]

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lrlab.errors import ConfigError
+from lrlab.parallel import world_size
 
 RULES = ("none", "linear", "sqrt")
 
@@ -57,13 +58,6 @@ def scaling_settings(optimizer_cfg: Mapping[str, Any], where: str = "optimizer")
             f"measures at this batch size already: set {where}.lr_scaling=none"
         )
     return LrScalingConfig(rule, reference)
-
-
-def world_size() -> int:
-    """Data-parallel processes: torch.distributed's world size when it is initialised, else 1."""
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def lr_factor(rule: str, effective: int, reference: int | None) -> float:

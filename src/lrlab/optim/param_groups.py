@@ -14,7 +14,6 @@ All parameters are in the optimizer, frozen ones too (see `lrlab.models.freezing
 from __future__ import annotations
 
 import fnmatch
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,10 +23,7 @@ from omegaconf import DictConfig
 from lrlab.errors import ConfigError
 from lrlab.models.groups import group_label, layer_groups
 from lrlab.optim.lr_scaling import SCALING_KEYS
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+from lrlab.utils import is_number
 
 
 def lr_scales(
@@ -40,13 +36,13 @@ def lr_scales(
     """
     if scales is not None:
         scales = list(scales)
-        if len(scales) != n_groups or not all(_is_number(s) and s > 0 for s in scales):
+        if len(scales) != n_groups or not all(is_number(s) and s > 0 for s in scales):
             raise ConfigError(
                 f"model.lr_scales={scales!r} must list {n_groups} positive numbers, "
                 "one per layer group (stem first, head last)"
             )
         return [float(s) for s in scales]
-    if not _is_number(lr_mult) or lr_mult <= 0:
+    if not is_number(lr_mult) or lr_mult <= 0:
         raise ConfigError(f"model.lr_mult={lr_mult!r} must be a number > 0")
     if n_groups == 1:
         return [1.0]
@@ -99,7 +95,7 @@ def param_groups(
 
 def check_lr(value: Any, key: str = "optimizer.lr") -> float:
     """A learning rate: a finite number > 0."""
-    if not _is_number(value) or value <= 0:
+    if not is_number(value) or value <= 0:
         hint = " (resolve 'auto' with the LR finder first)" if value == "auto" else ""
         raise ConfigError(f"{key}={value!r} must be a number > 0{hint}")
     return float(value)

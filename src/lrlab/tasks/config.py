@@ -28,11 +28,13 @@ from lrlab.lr_finder import LrFindConfig
 from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
+from lrlab.optim.arguments import check_optimizer_arguments
 from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
 from lrlab.optim.schedule_checks import scheduler_params
 from lrlab.optim.schedules import SCHEDULES
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
 from lrlab.tracking import LoggerConfig
+from lrlab.utils import import_target, is_number
 
 
 @dataclass
@@ -96,6 +98,9 @@ def check_config(cfg: DictConfig) -> None:
     for name, node in (cfg.get("callbacks") or {}).items():
         if not (isinstance(node, DictConfig) and node.get("_target_")):
             raise ConfigError(f"callbacks.{name} needs a _target_ (a Callback class)")
+    if not (isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32):  # numpy's seed range
+        raise ConfigError(f"seed={cfg.seed!r} must be an integer in [0, 2**32)")
+    check_optimizer_arguments(OmegaConf.to_container(cfg.optimizer, resolve=True))
     lr = cfg.optimizer.get("lr")
     if lr != "auto" and (not is_number(lr) or lr <= 0):
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
@@ -104,11 +109,9 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("resizing"):
         check_stages_fit(OmegaConf.to_object(cfg.resizing), cfg.trainer.epochs)
     if is_switching(cfg.get("optimizer_switch")):
-        check_switch(OmegaConf.to_container(cfg.optimizer_switch, resolve=True), cfg.trainer.epochs)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        switch = OmegaConf.to_container(cfg.optimizer_switch, resolve=True)
+        check_switch(switch, cfg.trainer.epochs)
+        check_optimizer_arguments(switch["optimizer"], "optimizer_switch.optimizer")
 
 
 def check_values(node: DictConfig) -> None:
@@ -140,12 +143,7 @@ def check_known_keys(node: DictConfig, path: str) -> None:
 
 def target_arguments(node: DictConfig, path: str) -> list[str] | None:
     """The keys a `_target_` node may have: the target's keyword arguments (None: any)."""
-    from hydra.utils import get_object
-
-    try:
-        target = get_object(node._target_)
-    except Exception as e:
-        raise ConfigError(f"{path}_target_={node._target_!r} cannot be imported: {e}") from None
+    target = import_target(str(node._target_), f"{path}_target_")
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from omegaconf import MISSING
+
 from lrlab.errors import ConfigError
 from lrlab.parallel import world_size
 
@@ -27,18 +29,18 @@ RULES = ("none", "linear", "sqrt")
 class LrScalingConfig:
     """Keys every `optimizer:` config has besides the torch.optim class's arguments."""
 
-    lr_scaling: str = "none"  # none | linear | sqrt: scale the peak lr with the batch size
-    reference_batch_size: int | None = None  # the effective batch size optimizer.lr is for
+    lr_scaling: str = MISSING  # none | linear | sqrt: scale the peak lr with the batch size
+    reference_batch_size: int | None = MISSING  # the effective batch size optimizer.lr is for
 
 
 SCALING_KEYS = tuple(asdict(LrScalingConfig()))
 
 
 def scaling_settings(optimizer_cfg: Mapping[str, Any], where: str = "optimizer") -> LrScalingConfig:
-    """The node's lr scaling keys (defaults where absent), checked: one-line errors."""
-    default = LrScalingConfig()
-    rule = optimizer_cfg.get("lr_scaling", default.lr_scaling)
-    reference = optimizer_cfg.get("reference_batch_size", default.reference_batch_size)
+    """The node's lr scaling keys, checked: one-line errors. The shipped optimizer configs state
+    them; a config of your own without them is not scaled."""
+    rule = optimizer_cfg.get("lr_scaling") or "none"
+    reference = optimizer_cfg.get("reference_batch_size")
     if rule not in RULES:
         raise ConfigError(f"{where}.lr_scaling={rule!r}: must be {' | '.join(RULES)}")
     if reference is not None and (

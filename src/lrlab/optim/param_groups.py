@@ -14,16 +14,18 @@ All parameters are in the optimizer, frozen ones too (see `lrlab.models.freezing
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.models.groups import group_label, layer_groups
 from lrlab.optim.lr_scaling import SCALING_KEYS
 from lrlab.utils import is_number
+
+if TYPE_CHECKING:
+    from lrlab.models.factory import ModelConfig
 
 
 def lr_scales(
@@ -102,24 +104,23 @@ def check_lr(value: Any, key: str = "optimizer.lr") -> float:
 
 
 def build_optimizer(
-    optimizer_cfg: DictConfig,
+    optimizer_cfg: Mapping[str, Any],
     model: torch.nn.Module,
+    settings: ModelConfig,
     lr: float | None = None,
-    lr_mult: float = 1.0,
-    lr_scales: Sequence[float] | None = None,
-    no_weight_decay_norm_bias: bool = True,
 ) -> torch.optim.Optimizer:
-    """Instantiate `optimizer_cfg` (a `_partial_` torch.optim class) over the model's param
-    groups (`param_groups` with the layer-wise settings); `lr` overrides `optimizer.lr`."""
+    """Instantiate `optimizer_cfg` (a `_partial_` optimizer class: torch.optim's, timm's, ...)
+    over the model's param groups, laid out by `settings` (the model's checked training keys:
+    `lrlab.models.training_settings`); `lr` overrides `optimizer.lr`."""
     from hydra.utils import instantiate
 
     head_lr = check_lr(optimizer_cfg.get("lr")) if lr is None else check_lr(lr, "lr")
     groups = param_groups(
         model,
         head_lr,
-        lr_mult=lr_mult,
-        scales=None if lr_scales is None else list(lr_scales),
-        no_weight_decay_norm_bias=no_weight_decay_norm_bias,
+        lr_mult=settings.lr_mult,
+        scales=None if settings.lr_scales is None else list(settings.lr_scales),
+        no_weight_decay_norm_bias=settings.no_weight_decay_norm_bias,
     )
     # lr=head_lr also makes optimizer.defaults["lr"] the head lr (what schedules refer to).
     torch_cfg = {k: v for k, v in optimizer_cfg.items() if k not in SCALING_KEYS}  # lrlab's own

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -29,7 +29,7 @@ from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
 from lrlab.optim.arguments import check_optimizer_arguments
-from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
+from lrlab.optim.lr_scaling import SCALING_KEYS, scaling_settings
 from lrlab.optim.schedule_checks import scheduler_params
 from lrlab.optim.schedules import SCHEDULES
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
@@ -49,21 +49,20 @@ class PathsConfig:
 class TrainConfig:
     """The root of `conf/train.yaml` (and `conf/find_lr.yaml`)."""
 
-    seed: int = 42  # seeds Python, NumPy, torch and the loader's shuffling
-    # The summary.json key a sweep returns to its sweeper (what hparams_search optimises)
-    optimized_metric: str = "best_val_acc"
-    tags: list[str] = field(default_factory=list)
+    seed: int = MISSING  # seeds Python, NumPy, torch and the loader's shuffling
+    optimized_metric: str = MISSING  # the summary.json key a sweep returns to its sweeper
+    tags: list[str] = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = MISSING  # a data set: _target_ + its arguments (conf/data/)
     model: Any = MISSING  # a model: _target_ + its arguments (conf/model/)
     optimizer: Any = MISSING  # a partial torch.optim class (conf/optimizer/)
     scheduler: Any = MISSING  # a schedule by name (conf/scheduler/)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: TrainerConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
-    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ + arguments
-    resizing: ResizingConfig = field(default_factory=ResizingConfig)  # image sizes per epoch/batch
-    optimizer_switch: Any = field(default_factory=dict)  # empty, or a second optimizer + schedule
+    lr_find: LrFindConfig = MISSING
+    callbacks: dict[str, Any] = MISSING  # name -> _target_ + arguments
+    resizing: ResizingConfig = MISSING  # image sizes per epoch or batch
+    optimizer_switch: Any = MISSING  # empty, or a second optimizer + schedule
 
 
 SCHEMAS = {
@@ -86,8 +85,6 @@ def register_configs() -> None:
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
-    # A plain node (not a dataclass): optimizer configs also hold the torch class's arguments.
-    cs.store(group="schema/optimizer", name="lr_scaling", node=asdict(LrScalingConfig()))
     cs.store(group="schema/optimizer_switch", name="default", node=OptimizerSwitchConfig)
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from lrlab.runtime import configure_process
 
-import pytest
-import torch
-from omegaconf import DictConfig
+# As train.py does, before torch loads: OpenMP threads wait passively. Spinning ones made each
+# tiny optimizer step of a test take ~0.2 s instead of ~2 ms whenever another process shared
+# the cores (benchmarks/README.md: "The test suite").
+configure_process()
 
-from tests.helpers import compose_cfg, make_image_folder
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from tests.helpers import compose_cfg, make_image_folder  # noqa: E402
 
 torch.set_num_threads(2)
 

@@ -86,3 +86,30 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         if isinstance(e.__cause__, ConfigError):
             raise e.__cause__ from None
         raise
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (a bool is not a number here: YAML's `true` must not pass as 1)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def import_target(path: str, key: str) -> Any:
+    """The object a `_target_` names, or a one-line ConfigError (with "did you mean" when the
+    module exists: `torch.optim.Adamm`)."""
+    import difflib
+    import importlib
+
+    from hydra.utils import get_object
+
+    try:
+        return get_object(path)
+    except Exception:
+        pass
+    module_name, _, name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise ConfigError(f"{key}={path!r} cannot be imported: {e}") from None
+    close = difflib.get_close_matches(name, [n for n in dir(module) if not n.startswith("_")], 1)
+    hint = f"; did you mean {module_name}.{close[0]}?" if close else ""
+    raise ConfigError(f"{key}={path!r} cannot be imported: {module_name} has no {name!r}{hint}")

@@ -83,15 +83,16 @@ def build_optimizer_from(cfg: DictConfig, model, lr: float | None = None):
     from lrlab.models import training_settings
     from lrlab.optim import build_optimizer
 
-    s = training_settings(cfg.model)
-    return build_optimizer(
-        cfg.optimizer,
-        model,
-        lr=lr,
-        lr_mult=s["lr_mult"],
-        lr_scales=s["lr_scales"],
-        no_weight_decay_norm_bias=s["no_weight_decay_norm_bias"],
-    )
+    return build_optimizer(cfg.optimizer, model, training_settings(cfg.model), lr=lr)
+
+
+def freezer_from(cfg: DictConfig, model, epochs: int | None = None):
+    """The freezer training builds for `cfg` over `model`."""
+    from lrlab.models import training_settings
+    from lrlab.models.freezing import Freezer
+
+    settings = training_settings(cfg.model)
+    return Freezer.from_settings(settings, model, epochs, cfg.model.get("pretrained"))
 
 
 def scheduler_cfg(name: str, **overrides: Any) -> dict[str, Any]:

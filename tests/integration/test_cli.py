@@ -1,4 +1,5 @@
-"""The entry points as a user runs them: subprocesses from a scratch directory."""
+"""The entry points as a user runs them from a scratch directory: Hydra's command line in this
+process (`cli_in_process`), and as real processes for the default run and a sweep."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, run_cli
+from tests.helpers import run_cli
+from tests.helpers.cli import cli_in_process
 
 
 def only_dir(pattern: str, cwd: Path) -> Path:
@@ -47,7 +49,7 @@ def test_multirun_gives_one_recorded_job_per_combination(tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
-    result = run_cli("train.py", "-m", "optimizer.lr=-1,0.001", "debug=fast", cwd=tmp_path)
+    result = cli_in_process("train.py", "-m", "optimizer.lr=-1,0.001", "debug=fast", cwd=tmp_path)
     assert result.returncode == 1
     assert "1 job(s) failed: 0" in result.stderr
     sweep = only_dir("outputs/multiruns/*/*", tmp_path)
@@ -69,21 +71,23 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
-    result = run_cli("train.py", *args, cwd=tmp_path)
+    result = cli_in_process("train.py", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
 
 
 def test_unknown_option_lists_the_available_ones(tmp_path):
-    result = run_cli("train.py", "optimizer=adamm", cwd=tmp_path)
+    result = cli_in_process("train.py", "optimizer=adamm", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'optimizer/adamm'" in result.stderr and "adamw" in result.stderr
 
 
 @pytest.mark.slow
 def test_find_lr_sweep_prints_each_jobs_suggestions(tmp_path):
-    result = run_cli("find_lr.py", "-m", "optimizer=adam,sgd", "lr_find.num_it=20", cwd=tmp_path)
+    result = cli_in_process(
+        "find_lr.py", "-m", "optimizer=adam,sgd", "lr_find.num_it=20", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if re.match(r"\[\d+\] ", line)]
     assert [line.split(" lr_find")[0] for line in lines] == [
@@ -95,19 +99,20 @@ def test_find_lr_sweep_prints_each_jobs_suggestions(tmp_path):
     assert (sweep / "0" / "lr_find.json").is_file() and (sweep / "1" / "lr_find.png").is_file()
 
 
-@pytest.mark.slow
 def test_a_users_model_from_its_own_config_dir(tmp_path):
     """docs/extending.md: a model is a Python class plus one YAML, no lrlab edit."""
     conf = tmp_path / "my_conf" / "model"
     conf.mkdir(parents=True)
-    (conf / "tiny.yaml").write_text("_target_: tests.helpers.toy.TinyNet\nwidth: 6\n")
-    env = {"PYTHONPATH": str(ROOT)}
+    (conf / "tiny.yaml").write_text(
+        "defaults:\n  - /model/training@_here_: default\n  - _self_\n"
+        "_target_: tests.helpers.toy.TinyNet\nwidth: 6\n"
+    )
     args = ["--config-dir", str(tmp_path / "my_conf"), "model=tiny", "debug=fast"]
-    result = run_cli("train.py", *args, cwd=tmp_path, env=env)
+    result = cli_in_process("train.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run_dir = only_dir("outputs/runs/*/*", tmp_path)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
-    typo = run_cli("train.py", *args, "+model.widht=3", cwd=tmp_path, env=env)
+    typo = cli_in_process("train.py", *args, "+model.widht=3", cwd=tmp_path)
     assert typo.returncode == 2
     assert (
         typo.stderr.strip()

@@ -1,13 +1,13 @@
 """Bad input on the command line or in a config file, as a user types it: one line on stderr
-naming the problem (with a did-you-mean for a misspelt key), exit status 2, no traceback."""
+naming the problem (with a did-you-mean for a misspelt key), exit status 2, no traceback.
+Hydra's command line runs in this process (`cli_in_process`); one case runs as a real process."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.helpers import run_cli
-
-pytestmark = pytest.mark.slow
+from tests.helpers.cli import cli_in_process
 
 TYPO_EXPERIMENT = "# @package _global_\ntrainer:\n  grad_clp: 1.0\n"
 TYPO_TARGET_NODE = (
@@ -36,7 +36,10 @@ TYPO_TARGET_NODE = (
         (["model.frozen_bn_eval=maybe"], "model.frozen_bn_eval: Value 'maybe' is not a valid bool"),
         (["optimizer=adamm"],
          "In 'train': Could not find 'optimizer/adamm'; Available options in 'optimizer': "
-         "adadelta, adagrad, adam, adamax, adamw, nadam, radam, rmsprop, sgd"),
+         "adadelta, adagrad, adam, adamax, adamw, lamb, lion, nadam, radam, rmsprop, sgd"),
+        (["optimizer=sgd", "optimizer.nesterov=flase"], "optimizer.nesterov='flase' must be true or false"),
+        (["optimizer=adam", "optimizer.betas=[0.9]"], "optimizer.betas=[0.9] must list 2 numbers"),
+        (["seed=-1"], "seed=-1 must be an integer in [0, 2**32)"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_with_exit_status_2(tmp_path, args, expected):
@@ -45,8 +48,21 @@ def test_bad_input_is_one_line_with_exit_status_2(tmp_path, args, expected):
     (conf / "experiment" / "typo.yaml").write_text(TYPO_EXPERIMENT)
     (conf / "experiment" / "typo_target.yaml").write_text(TYPO_TARGET_NODE)
     args = [a.format(conf=conf) for a in args]
-    result = run_cli("train.py", *args, "trainer.epochs=1", "trainer.limit_train_batches=1",
-                     cwd=tmp_path)  # fmt: skip
+    result = cli_in_process("train.py", *args, "trainer.epochs=1", "trainer.limit_train_batches=1",
+                            cwd=tmp_path)  # fmt: skip
+    assert_one_line_exit_2(result, expected)
+
+
+@pytest.mark.slow
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path):
+    """The same through the interpreter: train.py's own wiring, no traceback, status 2."""
+    result = run_cli("train.py", "optimizer=sgd", "+optimizer.momentun=0.9", cwd=tmp_path)
+    assert_one_line_exit_2(
+        result, "optimizer.momentun is not a key of optimizer; did you mean optimizer.momentum?"
+    )
+
+
+def assert_one_line_exit_2(result, expected: str) -> None:
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines

@@ -1,9 +1,8 @@
-"""The composed config: every option composes, one source per default, unknown keys and wrong
-types refused with one line naming them, and user pieces plugged in by `_target_`."""
+"""The composed config: every option composes, unknown keys and wrong types refused with one
+line naming them, and user pieces plugged in by `_target_`."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
 from lrlab.errors import ConfigError
-from lrlab.tasks.config import SCHEMAS, check_config
+from lrlab.tasks.config import check_config
 from tests.helpers import CONF, compose_cfg
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
@@ -38,23 +37,6 @@ def test_every_option_of_every_group_composes_and_checks(tmp_path, group, option
 @pytest.mark.parametrize("config_name", ["train", "find_lr"])
 def test_both_entry_configs_compose(tmp_path, config_name):
     check_config(compose_cfg([], tmp_path, config_name=config_name))
-
-
-@pytest.mark.parametrize(
-    ("group", "option", "schema"),
-    [(g, o, s) for g, options in SCHEMAS.items() for o, s in options.items()],
-)
-def test_yaml_files_do_not_restate_a_schema_default(group, option, schema):
-    """One source per default: the schema. A YAML file sets only what differs from it."""
-    defaults = {f.name: f for f in dataclasses.fields(schema)}
-    path = CONF / group / f"{option}.yaml"
-    if not path.is_file():
-        pytest.skip(f"no {path.name}: {group} option {option} comes from a file of another name")
-    own = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(path)).items() if k != "defaults"}
-    for key, value in own.items():
-        field = defaults[key]
-        default = field.default_factory() if callable(field.default_factory) else field.default
-        assert value != default, f"{path.name} restates the default {key}={value!r}"
 
 
 @pytest.mark.parametrize(
@@ -152,7 +134,9 @@ def test_a_users_model_data_set_and_callback_train_by_target(tmp_path):
 
     cfg = compose_cfg(["trainer.epochs=2", "trainer.checkpoint=false"], tmp_path / "run")
     with open_dict(cfg):
-        cfg.model = OmegaConf.create({"_target_": "tests.helpers.toy.TinyNet", "width": 4})
+        # conf/model/<mine>.yaml: `defaults: [/model/training@_here_: default, _self_]` + these
+        training = OmegaConf.load(CONF / "model" / "training" / "default.yaml")
+        cfg.model = OmegaConf.merge(training, {"_target_": "tests.helpers.toy.TinyNet", "width": 4})
         cfg.data = OmegaConf.create(
             {"_target_": "tests.helpers.toy.blobs", "name": "blobs", "batch_size": 16, "n": 96}
         )
@@ -170,6 +154,12 @@ def test_a_users_model_data_set_and_callback_train_by_target(tmp_path):
         cfg.model.widht = 4
     with pytest.raises(ConfigError, match="model.widht is not a key of model; did you mean"):
         check_config(cfg)
+    # a model config without the training keys is told where they are, in one line
+    with open_dict(cfg):
+        cfg.model = OmegaConf.create({"_target_": "tests.helpers.toy.TinyNet", "width": 4})
+        cfg.paths.output_dir = str(tmp_path / "bare")
+    with pytest.raises(ConfigError, match=r"model.freeze is not set: .*/model/training@_here_"):
+        train(cfg)
 
 
 def test_schemas_reach_the_root_and_hydra_sees_them(tmp_path):
@@ -178,7 +168,7 @@ def test_schemas_reach_the_root_and_hydra_sees_them(tmp_path):
     assert OmegaConf.get_type(cfg.data).__name__ == "ImageFolderConfig"
     assert OmegaConf.get_type(cfg.model).__name__ == "TimmConfig"
     assert cfg.scheduler._target_ == "lrlab.optim.schedules.OneCycle"  # checked by its class
-    assert cfg.data.name == "flowers" and cfg.data.image_size == 64  # schema default
+    assert cfg.data.name == "flowers" and cfg.data.image_size == 64  # imagefolder.yaml's
 
 
 def test_conf_dir_is_where_tests_look():

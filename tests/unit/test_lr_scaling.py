@@ -8,7 +8,6 @@ import re
 import pytest
 
 from lrlab.errors import ConfigError
-from lrlab.optim import lr_scaling
 from lrlab.optim.lr_scaling import scaled_peak_lr
 from lrlab.tasks.build import build_components
 from lrlab.tasks.config import check_config
@@ -40,12 +39,8 @@ def test_none_leaves_the_lr_alone():
 
 
 def test_data_parallel_processes_count(monkeypatch):
-    """The world size of an initialised torch.distributed multiplies the effective batch."""
-    import torch.distributed as dist
-
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
-    assert lr_scaling.world_size() == 4
+    """The data-parallel processes (torchrun's WORLD_SIZE) multiply the effective batch."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
     lr, record = scaled_peak_lr(
         {"lr": 0.1, "lr_scaling": "linear", "reference_batch_size": 256}, 64, 1
     )

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrlab.data.resizing import (
@@ -24,8 +25,16 @@ from lrlab.errors import ConfigError
 from lrlab.optim import build_scheduler
 from lrlab.optim.scheduler import epoch_clock
 from lrlab.optim.schedules import anneal_cos
-from tests.helpers import scheduler_cfg
+from tests.helpers import CONF, scheduler_cfg
 from tests.unit.test_schedules import make_opt, trace
+
+OFF = yaml.safe_load((CONF / "resizing" / "none.yaml").read_text())  # resizing=none's values
+
+
+def resizing_config(**kwargs) -> ResizingConfig:
+    """`resizing=none` with `kwargs` set (the values live in conf/resizing/none.yaml)."""
+    return ResizingConfig(**{**OFF, **kwargs})
+
 
 STAGES = [
     SizeStage(size=16, epochs=2, batch_size=8),
@@ -35,7 +44,7 @@ STAGES = [
 
 
 def plan(**kwargs) -> SizePlan:
-    return SizePlan(ResizingConfig(**kwargs), seed=3, native_size=32, batch_size=4)
+    return SizePlan(resizing_config(**kwargs), seed=3, native_size=32, batch_size=4)
 
 
 def test_stages_give_each_epoch_its_size_and_batch_size():
@@ -54,7 +63,7 @@ def test_multiscale_sizes_are_seeded_per_epoch_and_independent_of_the_order_aske
     later = [q.train_size(1, i) for i in range(5)]  # another epoch first, then epoch 0 backwards
     assert [q.train_size(0, i) for i in reversed(range(50))] == first[::-1]
     assert [p.train_size(1, i) for i in range(5)] == later
-    other_seed = SizePlan(ResizingConfig(sizes=[16, 24, 32]), seed=4, native_size=32, batch_size=4)
+    other_seed = SizePlan(resizing_config(sizes=[16, 24, 32]), seed=4, native_size=32, batch_size=4)
     assert [other_seed.train_size(0, i) for i in range(50)] != first
     state = torch.random.get_rng_state()
     p.train_size(7, 30)
@@ -119,11 +128,11 @@ def test_a_schedule_follows_the_epochs_when_their_step_counts_differ():
 
 
 def test_stages_must_start_within_the_run():
-    check_stages_fit(ResizingConfig(stages=STAGES), 4)
+    check_stages_fit(resizing_config(stages=STAGES), 4)
     with pytest.raises(
         ConfigError, match=re.escape("resizing.stages[2] (size 32) would start after epoch 3")
     ):
-        check_stages_fit(ResizingConfig(stages=STAGES), 3)
+        check_stages_fit(resizing_config(stages=STAGES), 3)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +151,7 @@ def test_stages_must_start_within_the_run():
 )  # fmt: skip
 def test_bad_values_are_one_line_errors(kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
-        ResizingConfig(**kwargs)
+        resizing_config(**kwargs)
     assert "\n" not in str(err.value)
 
 

@@ -13,7 +13,7 @@ from lrlab.models.freezing import Freezer, layer_groups
 from lrlab.models.timm_backbone import PretrainedWeightsUnavailable
 from lrlab.optim import build_scheduler
 from lrlab.tasks.train import train
-from tests.helpers import build_optimizer_from
+from tests.helpers import build_optimizer_from, freezer_from
 
 TINY = "test_resnet"  # timm's tiny test ResNet: stem, layer1-4, fc (a few hundred k params)
 
@@ -146,7 +146,7 @@ def trainable_groups(model: torch.nn.Module) -> list[bool]:
 def test_freeze_modes_use_timms_stages(make_cfg, freeze, expected):
     cfg = timm_cfg(make_cfg, f"model.freeze={freeze}")
     model = build(cfg)
-    Freezer.from_cfg(cfg.model, model).apply(0)
+    freezer_from(cfg, model).apply(0)
     assert trainable_groups(model) == expected
     assert layer_groups(model)[4][0].startswith("layer4.") and layer_groups(model)[5] == [
         "fc.weight",
@@ -174,7 +174,7 @@ def test_the_import_free_grouping_matches_timms(make_cfg, name):
 def test_simple_cnn_blocks_are_its_stages(make_cfg):
     cfg = make_cfg("model.freeze=all_but_last_stage")
     model = build_model(cfg.model, 10, 1, 16)
-    Freezer.from_cfg(cfg.model, model).apply(0)
+    freezer_from(cfg, model).apply(0)
     trainable = {
         n.split(".")[0] + "." + n.split(".")[1]
         for n, p in model.named_parameters()
@@ -199,7 +199,7 @@ def test_simple_cnn_blocks_are_its_stages(make_cfg):
 def test_bad_freeze_settings_are_config_errors(make_cfg, overrides, key):
     cfg = timm_cfg(make_cfg, *overrides)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        Freezer.from_cfg(cfg.model, build(cfg), epochs=3)
+        freezer_from(cfg, build(cfg), epochs=3)
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -228,7 +228,7 @@ def test_a_training_step_changes_only_unfrozen_parameters(make_cfg, frozen_bn_ev
         f"model.frozen_bn_eval={str(frozen_bn_eval).lower()}",
     )
     model = build(cfg)
-    freezer = Freezer.from_cfg(cfg.model, model)
+    freezer = freezer_from(cfg, model)
     before = snapshot(model)
     train_steps(cfg, model, freezer)
     after = model.state_dict()
@@ -247,7 +247,7 @@ def test_a_training_step_changes_only_unfrozen_parameters(make_cfg, frozen_bn_ev
 def test_frozen_batchnorm_stays_in_eval_mode_across_train_calls(make_cfg):
     cfg = timm_cfg(make_cfg, "model.freeze=all_but_head")
     model = build(cfg)
-    freezer = Freezer.from_cfg(cfg.model, model)
+    freezer = freezer_from(cfg, model)
     freezer.apply(0)
     freezer.train_mode()
     bns = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
@@ -296,7 +296,7 @@ def test_fine_tune_unfreezes_at_the_right_step_and_the_schedule_continues(make_c
     )
     spe, epochs = 2, 3
     model = build_model(cfg.model, 5, 1, 16)
-    freezer = Freezer.from_cfg(cfg.model, model, epochs=epochs)
+    freezer = freezer_from(cfg, model, epochs=epochs)
     optimizer, lrs, stem_moved = run_schedule(cfg, model, freezer, spe, epochs)
     assert stem_moved == [False] * 2 + [True] * 4  # unfrozen exactly from step 2 on
     # The lrs are those of the same schedule without any freezing: one continuous schedule.
@@ -315,10 +315,10 @@ def test_fine_tune_unfreezes_at_the_right_step_and_the_schedule_continues(make_c
 def test_freezer_state_depends_on_the_epoch_only(make_cfg):
     cfg = timm_cfg(make_cfg, "model.freeze=all_but_head", "model.fine_tune=true")
     model = build(cfg)
-    resumed = Freezer.from_cfg(cfg.model, model, epochs=4)
+    resumed = freezer_from(cfg, model, epochs=4)
     assert resumed.apply(2) is False  # a run resumed after the unfreeze starts unfrozen
     assert all(p.requires_grad for p in model.parameters())
-    fresh = Freezer.from_cfg(cfg.model, build(cfg), epochs=4)
+    fresh = freezer_from(cfg, build(cfg), epochs=4)
     assert [fresh.apply(e) for e in range(4)] == [False, True, False, False]
 
 
@@ -326,7 +326,7 @@ def test_parameters_the_model_keeps_fixed_stay_fixed_after_the_unfreeze(make_cfg
     cfg = timm_cfg(make_cfg, "model.freeze=all_but_head", "model.fine_tune=true")
     model = build(cfg)
     model.conv1[0].weight.requires_grad_(False)
-    freezer = Freezer.from_cfg(cfg.model, model, epochs=2)
+    freezer = freezer_from(cfg, model, epochs=2)
     freezer.apply(0)
     freezer.apply(1)
     assert not model.conv1[0].weight.requires_grad and model.layer1[0].conv1.weight.requires_grad

@@ -26,8 +26,7 @@ class OptimizerSwitch(Callback):
 
     def switch(self, state: TrainState) -> None:
         optimizer, scheduler = self.build()
-        state.optimizer, state.scheduler = optimizer, scheduler
-        state.step_fn.optimizer = optimizer  # the training step steps this one from now on
+        state.switch_optimizer(optimizer, scheduler)
         self.switched = True
 
     def on_epoch_start(self, state: TrainState) -> None:

@@ -18,13 +18,13 @@ CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 
 @dataclass
 class Cifar10Config(DataConfig):
-    _target_: str = "lrlab.data.cifar.cifar10"
-    name: str = "cifar10"
-    batch_size: int = 128
+    _target_: str = MISSING
+    name: str = MISSING
+    batch_size: int = MISSING
     root: str = MISSING  # downloads land here; offline, put cifar-10-batches-py/ here
-    download: bool = True
-    image_size: int = 32
-    augment: bool = True
+    download: bool = MISSING
+    image_size: int = MISSING
+    augment: bool = MISSING
 
     def __post_init__(self) -> None:
         super().__post_init__()

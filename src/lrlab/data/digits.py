@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
 from torch.utils.data import TensorDataset
 
 from lrlab.data.loaders import DataConfig, DataSets
@@ -13,12 +14,12 @@ from lrlab.data.split import check_split_settings, stratified_split
 
 @dataclass
 class DigitsConfig(DataConfig):
-    _target_: str = "lrlab.data.digits.digits"
-    name: str = "digits"
-    batch_size: int = 64
-    image_size: int = 16  # the 8x8 images are upsampled to this
-    val_fraction: float = 0.2
-    split_seed: int = 0  # the split stays fixed across `seed`, so seeds vary only the training
+    _target_: str = MISSING
+    name: str = MISSING
+    batch_size: int = MISSING
+    image_size: int = MISSING  # the 8x8 images are upsampled to this
+    val_fraction: float = MISSING
+    split_seed: int = MISSING  # the split stays fixed across `seed`
 
     def __post_init__(self) -> None:
         super().__post_init__()

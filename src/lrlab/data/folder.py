@@ -34,19 +34,19 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 @dataclass
 class ImageFolderConfig(DataConfig):
-    _target_: str = "lrlab.data.folder.image_folder"
-    name: str = "imagefolder"
-    batch_size: int = 32
-    root: str | None = None  # required: data.root=/path/to/images
-    val_root: str | None = None  # a separate validation folder with the same classes
-    image_size: int = 64  # train: random resized crop to this; val: resize + center crop
-    val_fraction: float = 0.2  # used when val_root is null
-    split_seed: int = 0
-    augment: bool = True  # random resized crop (scale 0.7-1) + horizontal flip
-    normalize: str = "dataset"  # dataset: the train split's mean/std | imagenet: ImageNet's
-    cache_images: bool = True  # decode once into memory (4 bytes/pixel) instead of every epoch
-    cache_max_gb: float = 2.0  # above this: a warning, and decoding every epoch instead
-    cache_short_side: int | None = None  # stored train images' shorter side; null: 2 x image_size
+    _target_: str = MISSING
+    name: str = MISSING
+    batch_size: int = MISSING
+    root: str | None = MISSING  # required: data.root=/path/to/images
+    val_root: str | None = MISSING  # a separate validation folder with the same classes
+    image_size: int = MISSING  # train: random resized crop to this; val: resize + center crop
+    val_fraction: float = MISSING  # used when val_root is null
+    split_seed: int = MISSING
+    augment: bool = MISSING  # random resized crop (scale 0.7-1) + horizontal flip
+    normalize: str = MISSING  # dataset: the train split's mean/std | imagenet: ImageNet's
+    cache_images: bool = MISSING  # decode once into memory (4 bytes/pixel) instead of every epoch
+    cache_max_gb: float = MISSING  # above this: a warning, and decoding every epoch instead
+    cache_short_side: int | None = MISSING  # stored train images' short side
     stats_dir: str = MISSING  # where the channel statistics are cached (paths.data_dir)
 
     def __post_init__(self) -> None:

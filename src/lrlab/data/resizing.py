@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from omegaconf import MISSING
@@ -36,10 +36,10 @@ class SizeStage:
 class ResizingConfig:
     """`resizing:` (conf/resizing/). Empty lists: every batch at the data set's own size."""
 
-    stages: list[SizeStage] = field(default_factory=list)  # progressive resizing, per epoch
-    sizes: list[int] = field(default_factory=list)  # multi-scale: each batch at one of these
-    val_size: int | None = None  # null: the last stage's size (multi-scale: the data's own)
-    mode: str = "bilinear"  # interpolation: bilinear | bicubic | area | nearest
+    stages: list[SizeStage] = MISSING  # progressive resizing, per epoch
+    sizes: list[int] = MISSING  # multi-scale: each batch at one of these
+    val_size: int | None = MISSING  # null: the last stage's size (multi-scale: the data's own)
+    mode: str = MISSING  # interpolation: bilinear | bicubic | area | nearest
 
     def __post_init__(self) -> None:
         if self.stages and self.sizes:

@@ -4,32 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omegaconf import MISSING
+
 from lrlab.engine.step import PRECISIONS
 from lrlab.errors import ConfigError
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 5
-    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:1
-    precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast; grad scaling for fp16)
-    grad_clip: float | None = None  # max global grad norm, or null for none
-    accumulate_grad_batches: int = 1  # optimizer step every N batches (schedules count steps)
-    label_smoothing: float = 0.0  # of the training loss (validation loss is plain)
-    deterministic: bool = False  # torch.use_deterministic_algorithms
-    num_workers: int = 0  # DataLoader workers; 0 loads in the main process
-    num_threads: int | None = None  # torch CPU threads; null: lrlab's default (see README)
-    channels_last: bool = True  # NHWC memory format for conv models
-    compile: bool = False  # torch.compile the model for training (checkpoints load without it)
-    log_every_n_steps: int = 10  # step rows in metrics.jsonl every N optimizer steps
-    progress_bar: bool = True  # tqdm bar per epoch (off when stderr is not a terminal)
-    limit_train_batches: int | None = None  # use only the first N batches of each epoch
-    limit_val_batches: int | None = None
-    overfit_batches: int = 0  # >0: train (and validate) on the same N batches every epoch
-    divergence_threshold: float = 1e4  # stop as `diverged` when the loss is NaN/inf or above
-    checkpoint: bool = True  # checkpoints/last.ckpt after every epoch (and on SIGTERM/SIGINT)
-    checkpoint_every_n_steps: int | None = None  # also every N optimizer steps (long epochs)
-    resume: str | None = None  # auto | a run dir | a checkpoint file (README: Resuming)
+    epochs: int = MISSING
+    device: str = MISSING  # auto (cuda if available, else cpu) | cpu | cuda | cuda:1
+    precision: str = MISSING  # 32 | 16-mixed | bf16-mixed (autocast; grad scaling for fp16)
+    grad_clip: float | None = MISSING  # max global grad norm, or null for none
+    accumulate_grad_batches: int = MISSING  # optimizer step every N batches (schedules count steps)
+    label_smoothing: float = MISSING  # of the training loss (validation loss is plain)
+    deterministic: bool = MISSING  # torch.use_deterministic_algorithms
+    num_workers: int = MISSING  # DataLoader workers; 0 loads in the main process
+    num_threads: int | None = MISSING  # torch CPU threads; null: lrlab's default (see README)
+    channels_last: bool = MISSING  # NHWC memory format for conv models
+    compile: bool = MISSING  # torch.compile the model for training (checkpoints load without it)
+    log_every_n_steps: int = MISSING  # step rows in metrics.jsonl every N optimizer steps
+    progress_bar: bool = MISSING  # tqdm bar per epoch (off when stderr is not a terminal)
+    limit_train_batches: int | None = MISSING  # use only the first N batches of each epoch
+    limit_val_batches: int | None = MISSING
+    overfit_batches: int = MISSING  # >0: train (and validate) on the same N batches every epoch
+    divergence_threshold: float = MISSING  # stop as `diverged` when the loss is NaN/inf or above
+    checkpoint: bool = MISSING  # checkpoints/last.ckpt after every epoch (and on SIGTERM/SIGINT)
+    checkpoint_every_n_steps: int | None = MISSING  # also every N optimizer steps (long epochs)
+    resume: str | None = MISSING  # auto | a run dir | a checkpoint file (README: Resuming)
 
     def __post_init__(self) -> None:
         checks = [

@@ -1,16 +1,33 @@
-"""`TrainState`: everything the loop and its callbacks share about one training run."""
+"""`TrainState`: everything the loop and its callbacks share about one training run.
+
+What only one callback needs stays in that callback (the freezer, the EMA weights, the early
+stopping's best value); the state holds what the loop reads and what callbacks hand each other
+(`train_mode`, `eval_model`, `step_values`, the stop request)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
 from lrlab.engine.step import Batch, StepResult, TrainStep
+
+if TYPE_CHECKING:
+    from lrlab.engine.checkpoint import Checkpointer
+
+
+class StepSchedule(Protocol):
+    """What the loop needs of a schedule (`lrlab.optim.Schedule` is one): a step per optimizer
+    step, the validation loss per epoch, and its position for checkpoints."""
+
+    def step(self) -> None: ...
+    def epoch_end(self, val_loss: float) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -34,9 +51,8 @@ class EpochSums:
 @dataclass
 class TrainState:
     model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any  # lrlab.optim.Scheduler (or TorchScheduler): step() per optimizer step, epoch_end(val_loss)
-    step_fn: TrainStep
+    scheduler: StepSchedule  # lrlab.optim.Scheduler, or a torch/timm scheduler it wraps
+    step_fn: TrainStep  # owns the optimizer (`optimizer` below)
     train_batches: Iterable[Batch]  # one epoch's batches, iterated anew every epoch
     val_batches: Iterable[Batch]
     epochs: int  # train until this many epochs are done
@@ -57,7 +73,7 @@ class TrainState:
     stop_requested: tuple[str, str] | None = None  # (status, why), set by a signal at any time
     stop_signal: tuple[str, str] | None = None  # the request this step's end acts on (the loop's)
     run_dir: Path | None = None
-    checkpointer: Any = None  # lrlab.engine.checkpoint.Checkpointer: saves this state
+    checkpointer: Checkpointer | None = None  # saves this state (Checkpointing, stop signals)
     last_checkpoint: dict[str, int] | None = None  # position of the newest last.ckpt
     status: str = "running"
     error: str | None = None
@@ -65,6 +81,15 @@ class TrainState:
     # changes the batch size); the last one holds for later epochs.
     epoch_steps: list[int] | None = None
     step_values: dict[str, Any] = field(default_factory=dict)  # callbacks' extra step-row values
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer the training step steps (one owner: `step_fn`)."""
+        return self.step_fn.optimizer
+
+    def switch_optimizer(self, optimizer: torch.optim.Optimizer, scheduler: StepSchedule) -> None:
+        """Train with `optimizer` and its `scheduler` from the next step on (optimizer_switch)."""
+        self.step_fn.optimizer, self.scheduler = optimizer, scheduler
 
     def epoch_length(self, epoch: int) -> int:
         """Optimizer steps in (0-based) `epoch`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -19,22 +20,33 @@ class ModelConfig:
     layer-wise learning rates. Every other key of `model:` goes to the `_target_`."""
 
     _target_: str = MISSING
-    freeze: Any = "none"  # none | all_but_head | all_but_last_stage | int n (fastai freeze_to(n))
-    fine_tune: bool = False  # true: `freeze` for freeze_epochs epochs, then everything trains
-    freeze_epochs: int = 1  # epochs before fine_tune's unfreeze
-    frozen_bn_eval: bool = True  # frozen BatchNorm layers stay in eval mode (running stats kept)
-    lr_mult: float = 1.0  # stem lr = optimizer.lr / lr_mult, geometric in between (fastai slice)
-    lr_scales: list[float] | None = None  # or explicit lr factors per layer group, stem first
-    no_weight_decay_norm_bias: bool = True  # no weight decay on biases and norm weights
+    freeze: Any = MISSING  # none | all_but_head | all_but_last_stage | int n (fastai freeze_to(n))
+    fine_tune: bool = MISSING  # true: `freeze` for freeze_epochs epochs, then everything trains
+    freeze_epochs: int = MISSING  # epochs before fine_tune's unfreeze
+    frozen_bn_eval: bool = MISSING  # frozen BatchNorm layers stay in eval mode (running stats kept)
+    lr_mult: float = MISSING  # stem lr = optimizer.lr / lr_mult, geometric in between
+    lr_scales: list[float] | None = MISSING  # or explicit lr factors per layer group, stem first
+    no_weight_decay_norm_bias: bool = MISSING  # no weight decay on biases and norm weights
 
 
 TRAINING_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "_target_")
 
 
-def training_settings(model_cfg: DictConfig) -> dict[str, Any]:
-    """The training keys of `model_cfg` (defaults where a config leaves one out)."""
-    defaults = ModelConfig()
-    return {k: model_cfg.get(k, getattr(defaults, k)) for k in TRAINING_KEYS}
+def training_settings(model_cfg: Mapping[str, Any]) -> ModelConfig:
+    """The training keys of `model_cfg` as a typed `ModelConfig` (what the builders take); the
+    values live in the YAML (conf/model/training/default.yaml), a model config includes them."""
+    missing = [k for k in TRAINING_KEYS if k not in model_cfg]
+    if missing:
+        raise ConfigError(
+            f"model.{missing[0]} is not set: a model config takes the training keys with "
+            "`defaults: [/model/training@_here_: default, _self_]` (conf/model/training/)"
+        )
+    plain = (
+        OmegaConf.to_container(model_cfg, resolve=True)
+        if isinstance(model_cfg, DictConfig)
+        else dict(model_cfg)
+    )
+    return ModelConfig(_target_=str(plain["_target_"]), **{k: plain[k] for k in TRAINING_KEYS})
 
 
 def build_model(

@@ -9,13 +9,15 @@ were already training is kept and the one schedule of the whole run simply conti
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from lrlab.errors import ConfigError
 from lrlab.models.groups import layer_groups
+
+if TYPE_CHECKING:
+    from lrlab.models.factory import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class Freezer:
     def __init__(
         self,
         model: nn.Module,
-        freeze: Any = "none",
+        freeze: Any,
         fine_tune: bool = False,
         freeze_epochs: int = 1,
         frozen_bn_eval: bool = True,
@@ -123,21 +125,27 @@ class Freezer:
         self._is_frozen: bool | None = None
 
     @classmethod
-    def from_cfg(
-        cls, model_cfg: Mapping[str, Any], model: nn.Module, epochs: int | None = None
+    def from_settings(
+        cls,
+        settings: ModelConfig,
+        model: nn.Module,
+        epochs: int | None = None,
+        pretrained: bool | None = None,
     ) -> Freezer:
+        """The freezer of `settings` (`lrlab.models.training_settings(cfg.model)`);
+        `pretrained`: the model's own `pretrained` argument, if it has one."""
         freezer = cls(
             model,
-            freeze=model_cfg.get("freeze", "none"),
-            fine_tune=model_cfg.get("fine_tune", False),
-            freeze_epochs=model_cfg.get("freeze_epochs", 1),
-            frozen_bn_eval=model_cfg.get("frozen_bn_eval", True),
+            freeze=settings.freeze,
+            fine_tune=settings.fine_tune,
+            freeze_epochs=settings.freeze_epochs,
+            frozen_bn_eval=settings.frozen_bn_eval,
             epochs=epochs,
         )
-        if freezer.n_frozen and not model_cfg.get("pretrained", True):
+        if freezer.n_frozen and pretrained is False:
             log.warning(
                 "model.freeze=%s with model.pretrained=false freezes randomly initialised layers",
-                model_cfg.get("freeze"),
+                settings.freeze,
             )
         return freezer
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from lrlab.errors import ConfigError
@@ -19,11 +20,11 @@ INITS = ("kaiming", "xavier", "default")
 class SimpleCNNConfig(ModelConfig):
     """The seed study's "vanilla CNN" (`model=simple_cnn`)."""
 
-    _target_: str = "lrlab.models.simple_cnn.SimpleCNN"
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # one block per entry
-    hidden: int = 128  # width of the hidden linear layer
-    dropout: float = 0.25  # dropout before each linear layer
-    init: str = "kaiming"  # kaiming | xavier | default (PyTorch's)
+    _target_: str = MISSING
+    channels: list[int] = MISSING  # one block per entry
+    hidden: int = MISSING  # width of the hidden linear layer
+    dropout: float = MISSING  # dropout before each linear layer
+    init: str = MISSING  # kaiming | xavier | default (PyTorch's)
 
     def __post_init__(self) -> None:
         if not self.channels or min(self.channels) < 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import MISSING
 from torch import nn
 
 from lrlab.errors import ConfigError
@@ -31,12 +32,12 @@ class PretrainedWeightsUnavailable(ConfigError):
 class TimmConfig(ModelConfig):
     """Any timm architecture with a fresh classifier head (`model=timm`)."""
 
-    _target_: str = "lrlab.models.timm_backbone.timm_model"
-    name: str = "resnet18"  # any timm.list_models() name, optionally with a weight tag
-    pretrained: bool = False  # timm's pretrained weights (hub/cache, or the `weights` file)
-    weights: str | None = None  # a .safetensors or .pth state dict: pretrained weights offline
-    drop_rate: float | None = None  # classifier dropout (null: the architecture's default)
-    drop_path_rate: float | None = None  # stochastic depth, where the architecture has it
+    _target_: str = MISSING
+    name: str = MISSING  # any timm.list_models() name, optionally with a weight tag
+    pretrained: bool = MISSING  # timm's pretrained weights (hub/cache, or the `weights` file)
+    weights: str | None = MISSING  # a .safetensors or .pth state dict: pretrained weights offline
+    drop_rate: float | None = MISSING  # classifier dropout (null: the architecture's default)
+    drop_path_rate: float | None = MISSING  # stochastic depth, where the architecture has it
 
 
 def _weights_file(weights: str | None, pretrained: bool) -> Path | None:

@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from omegaconf import MISSING
+
 from lrlab.errors import ConfigError
+from lrlab.parallel import world_size
 
 RULES = ("none", "linear", "sqrt")
 
@@ -26,18 +29,18 @@ RULES = ("none", "linear", "sqrt")
 class LrScalingConfig:
     """Keys every `optimizer:` config has besides the torch.optim class's arguments."""
 
-    lr_scaling: str = "none"  # none | linear | sqrt: scale the peak lr with the batch size
-    reference_batch_size: int | None = None  # the effective batch size optimizer.lr is for
+    lr_scaling: str = MISSING  # none | linear | sqrt: scale the peak lr with the batch size
+    reference_batch_size: int | None = MISSING  # the effective batch size optimizer.lr is for
 
 
 SCALING_KEYS = tuple(asdict(LrScalingConfig()))
 
 
 def scaling_settings(optimizer_cfg: Mapping[str, Any], where: str = "optimizer") -> LrScalingConfig:
-    """The node's lr scaling keys (defaults where absent), checked: one-line errors."""
-    default = LrScalingConfig()
-    rule = optimizer_cfg.get("lr_scaling", default.lr_scaling)
-    reference = optimizer_cfg.get("reference_batch_size", default.reference_batch_size)
+    """The node's lr scaling keys, checked: one-line errors. The shipped optimizer configs state
+    them; a config of your own without them is not scaled."""
+    rule = optimizer_cfg.get("lr_scaling") or "none"
+    reference = optimizer_cfg.get("reference_batch_size")
     if rule not in RULES:
         raise ConfigError(f"{where}.lr_scaling={rule!r}: must be {' | '.join(RULES)}")
     if reference is not None and (
@@ -57,13 +60,6 @@ def scaling_settings(optimizer_cfg: Mapping[str, Any], where: str = "optimizer")
             f"measures at this batch size already: set {where}.lr_scaling=none"
         )
     return LrScalingConfig(rule, reference)
-
-
-def world_size() -> int:
-    """Data-parallel processes: torch.distributed's world size when it is initialised, else 1."""
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def lr_factor(rule: str, effective: int, reference: int | None) -> float:

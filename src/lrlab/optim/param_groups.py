@@ -14,20 +14,18 @@ All parameters are in the optimizer, frozen ones too (see `lrlab.models.freezing
 from __future__ import annotations
 
 import fnmatch
-import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.models.groups import group_label, layer_groups
 from lrlab.optim.lr_scaling import SCALING_KEYS
+from lrlab.utils import is_number
 
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+if TYPE_CHECKING:
+    from lrlab.models.factory import ModelConfig
 
 
 def lr_scales(
@@ -40,13 +38,13 @@ def lr_scales(
     """
     if scales is not None:
         scales = list(scales)
-        if len(scales) != n_groups or not all(_is_number(s) and s > 0 for s in scales):
+        if len(scales) != n_groups or not all(is_number(s) and s > 0 for s in scales):
             raise ConfigError(
                 f"model.lr_scales={scales!r} must list {n_groups} positive numbers, "
                 "one per layer group (stem first, head last)"
             )
         return [float(s) for s in scales]
-    if not _is_number(lr_mult) or lr_mult <= 0:
+    if not is_number(lr_mult) or lr_mult <= 0:
         raise ConfigError(f"model.lr_mult={lr_mult!r} must be a number > 0")
     if n_groups == 1:
         return [1.0]
@@ -99,31 +97,30 @@ def param_groups(
 
 def check_lr(value: Any, key: str = "optimizer.lr") -> float:
     """A learning rate: a finite number > 0."""
-    if not _is_number(value) or value <= 0:
+    if not is_number(value) or value <= 0:
         hint = " (resolve 'auto' with the LR finder first)" if value == "auto" else ""
         raise ConfigError(f"{key}={value!r} must be a number > 0{hint}")
     return float(value)
 
 
 def build_optimizer(
-    optimizer_cfg: DictConfig,
+    optimizer_cfg: Mapping[str, Any],
     model: torch.nn.Module,
+    settings: ModelConfig,
     lr: float | None = None,
-    lr_mult: float = 1.0,
-    lr_scales: Sequence[float] | None = None,
-    no_weight_decay_norm_bias: bool = True,
 ) -> torch.optim.Optimizer:
-    """Instantiate `optimizer_cfg` (a `_partial_` torch.optim class) over the model's param
-    groups (`param_groups` with the layer-wise settings); `lr` overrides `optimizer.lr`."""
+    """Instantiate `optimizer_cfg` (a `_partial_` optimizer class: torch.optim's, timm's, ...)
+    over the model's param groups, laid out by `settings` (the model's checked training keys:
+    `lrlab.models.training_settings`); `lr` overrides `optimizer.lr`."""
     from hydra.utils import instantiate
 
     head_lr = check_lr(optimizer_cfg.get("lr")) if lr is None else check_lr(lr, "lr")
     groups = param_groups(
         model,
         head_lr,
-        lr_mult=lr_mult,
-        scales=None if lr_scales is None else list(lr_scales),
-        no_weight_decay_norm_bias=no_weight_decay_norm_bias,
+        lr_mult=settings.lr_mult,
+        scales=None if settings.lr_scales is None else list(settings.lr_scales),
+        no_weight_decay_norm_bias=settings.no_weight_decay_norm_bias,
     )
     # lr=head_lr also makes optimizer.defaults["lr"] the head lr (what schedules refer to).
     torch_cfg = {k: v for k, v in optimizer_cfg.items() if k not in SCALING_KEYS}  # lrlab's own

@@ -74,25 +74,20 @@ def build_components(cfg: DictConfig) -> Components:
     if t.channels_last:  # NHWC convolutions: 1.3x faster flowers epochs on CPU (benchmarks/)
         model = model.to(memory_format=torch.channels_last)
     # model.freeze / fine_tune: frozen groups keep requires_grad=False but stay in the optimizer.
-    freezer = Freezer.from_cfg(cfg.model, model, epochs=t.epochs)
+    settings = training_settings(cfg.model)
+    freezer = Freezer.from_settings(settings, model, t.epochs, cfg.model.get("pretrained"))
     # What the train step runs; checkpoints, validation and the freezer use `model` itself, so
     # checkpoints load without DDP or torch.compile. DDP wraps before any layer is frozen.
     step_model = data_parallel(model, device, freezer.n_frozen > 0) if is_distributed() else model
     if t.compile:
         step_model = torch.compile(step_model)
     freezer.apply(0)  # the LR range test, like fastai's, runs on the initially frozen model
-    settings = training_settings(cfg.model)
     # optimizer.lr_scaling: the peak for this run's effective batch size (None: as configured)
     scaled_lr, scaling = scaled_peak_lr(
         cfg.optimizer, int(cfg.data.batch_size), t.accumulate_grad_batches
     )
     optimizer = build_optimizer(
-        cfg.optimizer,
-        model,
-        lr=PLACEHOLDER_LR if is_auto_lr(cfg) else scaled_lr,
-        lr_mult=settings["lr_mult"],
-        lr_scales=settings["lr_scales"],
-        no_weight_decay_norm_bias=settings["no_weight_decay_norm_bias"],
+        cfg.optimizer, model, settings, lr=PLACEHOLDER_LR if is_auto_lr(cfg) else scaled_lr
     )
     step_type = DistributedTrainStep if is_distributed() else TrainStep
     step_fn = step_type(

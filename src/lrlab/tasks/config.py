@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -28,11 +28,13 @@ from lrlab.lr_finder import LrFindConfig
 from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
-from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settings
+from lrlab.optim.arguments import check_optimizer_arguments
+from lrlab.optim.lr_scaling import SCALING_KEYS, scaling_settings
 from lrlab.optim.scheduler import RESERVED_KEYS as SCHEDULER_KEYS
 from lrlab.optim.scheduler import check_scheduler
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
 from lrlab.tracking import LoggerConfig
+from lrlab.utils import import_target, is_number
 
 
 @dataclass
@@ -47,21 +49,20 @@ class PathsConfig:
 class TrainConfig:
     """The root of `conf/train.yaml` (and `conf/find_lr.yaml`)."""
 
-    seed: int = 42  # seeds Python, NumPy, torch and the loader's shuffling
-    # The summary.json key a sweep returns to its sweeper (what hparams_search optimises)
-    optimized_metric: str = "best_val_acc"
-    tags: list[str] = field(default_factory=list)
+    seed: int = MISSING  # seeds Python, NumPy, torch and the loader's shuffling
+    optimized_metric: str = MISSING  # the summary.json key a sweep returns to its sweeper
+    tags: list[str] = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: Any = MISSING  # a data set: _target_ + its arguments (conf/data/)
     model: Any = MISSING  # a model: _target_ + its arguments (conf/model/)
     optimizer: Any = MISSING  # a partial torch.optim class (conf/optimizer/)
     scheduler: Any = MISSING  # a schedule by _target_ + warmup and params (conf/scheduler/)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    trainer: TrainerConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    lr_find: LrFindConfig = field(default_factory=LrFindConfig)
-    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ + arguments
-    resizing: ResizingConfig = field(default_factory=ResizingConfig)  # image sizes per epoch/batch
-    optimizer_switch: Any = field(default_factory=dict)  # empty, or a second optimizer + schedule
+    lr_find: LrFindConfig = MISSING
+    callbacks: dict[str, Any] = MISSING  # name -> _target_ + arguments
+    resizing: ResizingConfig = MISSING  # image sizes per epoch or batch
+    optimizer_switch: Any = MISSING  # empty, or a second optimizer + schedule
 
 
 SCHEMAS = {
@@ -88,8 +89,6 @@ def register_configs() -> None:
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
-    # A plain node (not a dataclass): optimizer configs also hold the torch class's arguments.
-    cs.store(group="schema/optimizer", name="lr_scaling", node=asdict(LrScalingConfig()))
     cs.store(group="schema/optimizer_switch", name="default", node=OptimizerSwitchConfig)
 
 
@@ -100,6 +99,9 @@ def check_config(cfg: DictConfig) -> None:
     for name, node in (cfg.get("callbacks") or {}).items():
         if not (isinstance(node, DictConfig) and node.get("_target_")):
             raise ConfigError(f"callbacks.{name} needs a _target_ (a Callback class)")
+    if not (isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32):  # numpy's seed range
+        raise ConfigError(f"seed={cfg.seed!r} must be an integer in [0, 2**32)")
+    check_optimizer_arguments(OmegaConf.to_container(cfg.optimizer, resolve=True))
     lr = cfg.optimizer.get("lr")
     if lr != "auto" and (not is_number(lr) or lr <= 0):
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
@@ -108,11 +110,9 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.get("resizing"):
         check_stages_fit(OmegaConf.to_object(cfg.resizing), cfg.trainer.epochs)
     if is_switching(cfg.get("optimizer_switch")):
-        check_switch(OmegaConf.to_container(cfg.optimizer_switch, resolve=True), cfg.trainer.epochs)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        switch = OmegaConf.to_container(cfg.optimizer_switch, resolve=True)
+        check_switch(switch, cfg.trainer.epochs)
+        check_optimizer_arguments(switch["optimizer"], "optimizer_switch.optimizer")
 
 
 def check_values(node: DictConfig) -> None:
@@ -144,12 +144,7 @@ def check_known_keys(node: DictConfig, path: str) -> None:
 
 def target_arguments(node: DictConfig, path: str) -> list[str] | None:
     """The keys a `_target_` node may have: the target's keyword arguments (None: any)."""
-    from hydra.utils import get_object
-
-    try:
-        target = get_object(node._target_)
-    except Exception as e:
-        raise ConfigError(f"{path}_target_={node._target_!r} cannot be imported: {e}") from None
+    target = import_target(str(node._target_), f"{path}_target_")
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

@@ -32,7 +32,6 @@ def schedule_trace(cfg: DictConfig) -> tuple[list[Row], int, list[str], list[str
     plan = plan_run(cfg, c, t.epochs)
     state = TrainState(
         model=c.model,
-        optimizer=c.optimizer,
         scheduler=plan.build_scheduler(cfg, c.optimizer),
         step_fn=c.step_fn,
         train_batches=plan.train_batches,

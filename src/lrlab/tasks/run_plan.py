@@ -51,8 +51,7 @@ class RunPlan:
 
 
 def resizing_config(cfg: DictConfig) -> ResizingConfig:
-    node = cfg.get("resizing")
-    return OmegaConf.to_object(node) if node else ResizingConfig()  # type: ignore[return-value]
+    return OmegaConf.to_object(cfg.resizing)  # type: ignore[return-value]
 
 
 def plan_run(cfg: DictConfig, c: Components, planned: int) -> RunPlan:
@@ -136,14 +135,7 @@ def _plan_switch(plan: RunPlan, cfg: DictConfig, c: Components, planned: int) ->
             t.accumulate_grad_batches,
             f"{WHERE}.optimizer",
         )
-        optimizer = build_optimizer(
-            node.optimizer,
-            c.model,
-            lr=lr,
-            lr_mult=settings["lr_mult"],
-            lr_scales=settings["lr_scales"],
-            no_weight_decay_norm_bias=settings["no_weight_decay_norm_bias"],
-        )
+        optimizer = build_optimizer(node.optimizer, c.model, settings, lr=lr)
         scheduler = build_scheduler(
             node.scheduler,
             optimizer,

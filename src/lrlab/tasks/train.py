@@ -134,7 +134,6 @@ def setup(
     scheduler = run_plan.build_scheduler(cfg, c.optimizer)
     state = TrainState(
         model=c.model,
-        optimizer=c.optimizer,
         scheduler=scheduler,
         step_fn=c.step_fn,
         train_batches=run_plan.train_batches,

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import MISSING
+
 
 @dataclass
 class CsvConfig:
-    filename: str = "metrics.csv"  # in the run dir
+    filename: str = MISSING  # in the run dir
 
 
 class CsvTracker:

@@ -14,11 +14,11 @@ import contextlib
 import os
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.tracking import naming
@@ -34,17 +34,17 @@ _FAILED_STATUSES = ("failed", "interrupted", "preempted")
 
 @dataclass
 class WandbConfig:
-    project: str = "lrlab"
-    entity: str | None = None  # your user or team; null: your default entity
-    mode: str = "auto"  # auto (online with credentials, else offline) | online | offline | disabled
-    group: str | None = None  # null: multirun jobs share their sweep dir's name
-    name: str | None = None  # null: the run's overrides (e.g. recipe=adam,seed=1)
-    job_type: str | None = None  # null: the entry point (train | find_lr)
-    tags: list[str] = field(default_factory=list)  # added to the config's top-level `tags`
-    notes: str | None = None
-    log_checkpoint: bool = False  # upload the run dir's checkpoints as a `model` artifact
-    init_timeout: float = 60.0  # seconds before giving up on the W&B service (then: offline)
-    silent: bool = True  # no W&B banner; lrlab prints one line for offline runs
+    project: str = MISSING
+    entity: str | None = MISSING  # your user or team; null: your default entity
+    mode: str = MISSING  # auto | online | offline | disabled
+    group: str | None = MISSING  # null: multirun jobs share their sweep dir's name
+    name: str | None = MISSING  # null: the run's overrides (e.g. recipe=adam,seed=1)
+    job_type: str | None = MISSING  # null: the entry point (train | find_lr)
+    tags: list[str] = MISSING  # added to the config's top-level `tags`
+    notes: str | None = MISSING
+    log_checkpoint: bool = MISSING  # upload the run dir's checkpoints as a `model` artifact
+    init_timeout: float = MISSING  # seconds before giving up on the W&B service (then: offline)
+    silent: bool = MISSING  # no W&B banner; lrlab prints one line for offline runs
 
     def __post_init__(self) -> None:
         if self.mode not in WANDB_MODES:

@@ -10,16 +10,18 @@ number; in a multirun the sweep stops there and still reports the jobs that ran.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.cli.run_lock import run_dir_lock
 from lrlab.cli.sweeps import (
     STOPPED,
     SweepStopped,
@@ -29,6 +31,7 @@ from lrlab.cli.sweeps import (
     is_multirun,
     parallel_jobs,
     parallel_sweep_stopping,
+    record_refused_job,
     record_sweep_stop,
     stop_if_signalled,
 )
@@ -92,6 +95,17 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
         raise
 
 
+@contextlib.contextmanager
+def refusal_noted(run_dir: Path) -> Iterator[None]:
+    """A job refused before it wrote anything: in a sweep, note it for the report."""
+    try:
+        yield
+    except ConfigError as e:
+        if is_multirun():
+            record_refused_job(run_dir, str(e))
+        raise
+
+
 def train_job(cfg: DictConfig) -> float | None:
     """train.py's job: check the run dir, write Hydra's files, train, act on the outcome."""
     from lrlab.cli.distributed import barrier, quiet_other_ranks
@@ -105,19 +119,23 @@ def train_job(cfg: DictConfig) -> float | None:
             return {}
         stop_if_signalled(run_dir)  # a sequential sweep signalled between two jobs
         quiet_other_ranks()  # torchrun: rank 0 logs and writes
-        start = prepare(cfg)  # refuses a dir holding another run before anything is written
-        barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
-        if start.finished is not None:  # trainer.resume=auto: reported, its files untouched
-            done = start.finished
+        with contextlib.ExitStack() as held:
+            with refusal_noted(run_dir):  # before anything is written
+                if is_main_process():  # one process trains a run dir (torchrun: rank 0's)
+                    held.enter_context(run_dir_lock(run_dir))
+                start = prepare(cfg)  # refuses a dir holding another run, another config
+            barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
+            if start.finished is not None:  # trainer.resume=auto: reported, files untouched
+                done = start.finished
+                if is_main_process():
+                    print(
+                        f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} "
+                        "epochs) already; nothing to train"
+                    )
+                return done
             if is_main_process():
-                print(
-                    f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} epochs) "
-                    "already; nothing to train"
-                )
-            return done
-        if is_main_process():
-            write_hydra_files(run_dir, cfg)
-        return train(cfg, start, current_overrides())
+                write_hydra_files(run_dir, cfg)
+            return train(cfg, start, current_overrides())
 
     summary = run_job(task, cfg) or {}
     if summary.get("status") in STOPPED:

@@ -1,0 +1,231 @@
+"""Issue 16, in-process: a resume without a checkpoint compares the config, a refused sweep job
+is reported, checkpoints carry a checksum, a run dir has one trainer at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lrlab.engine.checkpoint import CHECKSUM, load_checkpoint
+from lrlab.errors import ConfigError
+from lrlab.tasks.train import prepare, train
+
+TINY = [
+    "trainer.epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.num_threads=1",
+]
+
+
+def started(cfg) -> None:
+    """What train_job writes before training: the composed config in `.hydra/config.yaml`."""
+    hydra_dir = Path(cfg.paths.output_dir) / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+
+def auto(cfg, **trainer):
+    cfg = cfg.copy()
+    cfg.trainer.resume = "auto"
+    for key, value in trainer.items():
+        cfg.trainer[key] = value
+    return cfg
+
+
+# --- 1. trainer.resume=auto without a checkpoint
+
+
+def test_resume_without_a_checkpoint_refuses_a_changed_config_of_a_diverged_run(make_cfg):
+    cfg = make_cfg(*TINY, "optimizer.lr=1e6", "trainer.checkpoint=false")
+    started(cfg)
+    assert train(cfg)["status"] == "diverged"
+    fixed = auto(cfg)
+    fixed.optimizer.lr = 1e-3
+    summary_before = (Path(cfg.paths.output_dir) / "summary.json").read_bytes()
+    with pytest.raises(ConfigError) as err:
+        prepare(fixed)
+    message = str(err.value)
+    assert "optimizer.lr (1000000.0 -> 0.001)" in message
+    assert ".hydra/config.yaml" in message and "\n" not in message
+    assert (Path(cfg.paths.output_dir) / "summary.json").read_bytes() == summary_before
+    # The same config (resumable keys changed) is still reported as finished.
+    assert prepare(auto(cfg, num_threads=2)).finished["status"] == "diverged"
+
+
+def test_resume_without_a_checkpoint_of_an_unfinished_run_with_the_same_config_starts_over(
+    make_cfg,
+):
+    cfg = make_cfg(*TINY, "trainer.checkpoint=false")
+    started(cfg)
+    out = Path(cfg.paths.output_dir)
+    (out / "summary.json").write_text(json.dumps({"status": "running", "epochs_completed": 0}))
+    start = prepare(auto(cfg, epochs=2))
+    assert start.in_place and start.checkpoint is None and start.finished is None
+    changed = auto(cfg)
+    changed.seed = 7
+    with pytest.raises(ConfigError, match=r"seed \(42 -> 7\)"):
+        prepare(changed)
+
+
+# --- 3. a sweep re-run whose jobs are refused
+
+
+def test_sweep_report_names_refused_jobs_and_exits_2(tmp_path, capsys, monkeypatch):
+    from lrlab.cli import sweeps
+
+    sweep = tmp_path / "sweep"
+    job = sweep / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    (job / "summary.json").write_text(json.dumps({"status": "completed", "best_val_acc": 0.5}))
+
+    class Runtime:
+        class sweep:  # noqa: N801 - HydraConfig's shape
+            dir = str(sweep)
+
+        class overrides:  # noqa: N801
+            task = ["seed=0"]
+
+    monkeypatch.setattr(sweeps, "hydra_runtime", lambda: Runtime)
+    sweeps.record_refused_job(job, "trainer.resume: this config differs ... in seed (1 -> 0)")
+    sweeps.record_refused_job(sweep / "1", "a refusal of a job whose dir is new")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    with pytest.raises(SystemExit) as stop:
+        sweeps.SweepReport().on_multirun_end(config)
+    assert stop.value.code == 2
+    out, err = capsys.readouterr()
+    assert "[0] seed=0: refused: trainer.resume: this config differs" in out
+    assert "(the dir still holds: completed, best_val_acc 0.5000)" in out
+    assert "[1] seed=0: refused: a refusal of a job whose dir is new" in out
+    assert "2 job(s) refused: 0, 1" in err
+    sweeps.clear_refused_jobs(sweep)  # a new invocation of the sweep forgets them
+    assert sweeps.refused_jobs(sweep) == {}
+
+
+# --- 7. checkpoint checksum
+
+
+@pytest.fixture
+def checkpoint(make_cfg) -> Path:
+    cfg = make_cfg(*TINY)
+    assert train(cfg)["status"] == "completed"
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+
+
+def flip_tensor_bytes(path: Path) -> None:
+    """Flip bytes inside the model's first weight tensor's storage of a real checkpoint."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if "/data/" in i.filename and i.file_size >= 64)
+    raw = bytearray(path.read_bytes())
+    header = info.header_offset  # the local header: 30 bytes, then the name and extra field
+    name_len, extra_len = (
+        int.from_bytes(raw[header + k : header + k + 2], "little") for k in (26, 28)
+    )
+    start = header + 30 + name_len + extra_len  # the stored (uncompressed) tensor bytes
+    for i in range(start + 8, start + 24):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_a_checkpoint_with_flipped_tensor_bytes_is_refused_naming_the_file(checkpoint):
+    assert CHECKSUM in torch.load(checkpoint, weights_only=True)
+    load_checkpoint(checkpoint)  # intact: verified
+    flip_tensor_bytes(checkpoint)
+    torch.load(checkpoint, weights_only=True)  # torch itself reads it without a word
+    with pytest.raises(ConfigError) as err:
+        load_checkpoint(checkpoint)
+    assert str(err.value).startswith(f"{checkpoint} is corrupt: its contents do not match")
+
+
+def test_a_checkpoint_of_older_lrlab_without_checksum_still_loads(checkpoint):
+    state = torch.load(checkpoint, weights_only=True)
+    del state[CHECKSUM]
+    torch.save(state, checkpoint)
+    assert load_checkpoint(checkpoint)["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"hello world\nsecond line\n", "a text file starting 'hello world'"),
+        (b"", "an empty file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(20), "a PNG image"),
+        (b"\x00\x01\x02\xfe" * 4, "binary data starting 000102fe000102fe"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_says_what_it_is(tmp_path, content, said):
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_checkpoint(path)
+    assert f"is not a readable checkpoint ({said})" in str(err.value)
+    assert "544502645" not in str(err.value)
+
+
+def test_a_cut_checkpoint_is_still_called_truncated(checkpoint):
+    checkpoint.write_bytes(checkpoint.read_bytes()[:500])
+    with pytest.raises(ConfigError, match="truncated or corrupt"):
+        load_checkpoint(checkpoint)
+
+
+# --- 2. the run dir lock (real processes: a lock only means something between two)
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from lrlab.cli.run_lock import run_dir_lock
+with run_dir_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_in_subprocess(run_dir: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_lock(
+    tmp_path,
+):
+    import socket
+
+    from lrlab.cli.run_lock import LOCK_INFO, run_dir_lock
+
+    run_dir = tmp_path / "run"
+    proc = hold_in_subprocess(run_dir)
+    try:
+        with pytest.raises(ConfigError) as err, run_dir_lock(run_dir):
+            pass
+        message = str(err.value)
+        assert f"process {proc.pid} on {socket.gethostname()}" in message
+        assert "\n" not in message
+    finally:
+        proc.kill()  # SIGKILL: no clean-up in the holder
+        proc.wait()
+    assert (run_dir / LOCK_INFO).is_file()  # its note stays, the lock does not
+    with run_dir_lock(run_dir):
+        assert json.loads((run_dir / LOCK_INFO).read_text())["pid"] == os.getpid()
+    assert not (run_dir / LOCK_INFO).exists()  # released: the note goes with it
+
+
+def test_the_lock_is_released_when_its_block_raises(tmp_path):
+    from lrlab.cli.run_lock import run_dir_lock
+
+    with pytest.raises(RuntimeError), run_dir_lock(tmp_path):
+        raise RuntimeError("training failed")
+    with run_dir_lock(tmp_path):
+        pass

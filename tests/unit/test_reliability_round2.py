@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -87,14 +88,10 @@ def test_sweep_report_names_refused_jobs_and_exits_2(tmp_path, capsys, monkeypat
     (job / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
     (job / "summary.json").write_text(json.dumps({"status": "completed", "best_val_acc": 0.5}))
 
-    class Runtime:
-        class sweep:  # noqa: N801 - HydraConfig's shape
-            dir = str(sweep)
-
-        class overrides:  # noqa: N801
-            task = ["seed=0"]
-
-    monkeypatch.setattr(sweeps, "hydra_runtime", lambda: Runtime)
+    runtime = SimpleNamespace(  # HydraConfig's shape, for this job of the re-run
+        sweep=SimpleNamespace(dir=str(sweep)), overrides=SimpleNamespace(task=["seed=0"])
+    )
+    monkeypatch.setattr(sweeps, "hydra_runtime", lambda: runtime)
     sweeps.record_refused_job(job, "trainer.resume: this config differs ... in seed (1 -> 0)")
     sweeps.record_refused_job(sweep / "1", "a refusal of a job whose dir is new")
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,62 @@ def test_the_lock_is_released_when_its_block_raises(tmp_path):
         raise RuntimeError("training failed")
     with run_dir_lock(tmp_path):
         pass
+
+
+# --- 4. a stop signal during set-up or the LR finder
+
+
+class SignallingStep:
+    """The run's TrainStep, sending SIGTERM to this process at its `at`-th call."""
+
+    def __init__(self, step, at: int) -> None:
+        self.step, self.at, self.calls = step, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.step, name)
+
+    def __call__(self, batches):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.step(batches)
+
+
+def test_sigterm_in_the_lr_finder_stops_it_at_once_and_the_run_cleanly(make_cfg, monkeypatch):
+    from lrlab.tasks import train as train_module
+
+    steps: list[SignallingStep] = []
+    real_build = train_module.build_components
+
+    def build(cfg):
+        c = real_build(cfg)
+        c.step_fn = SignallingStep(c.step_fn, at=3)
+        steps.append(c.step_fn)
+        return c
+
+    monkeypatch.setattr(train_module, "build_components", build)
+    cfg = make_cfg(*TINY, "optimizer.lr=auto", "lr_find.num_it=50")
+    summary = train(cfg)
+    assert summary["status"] == "preempted" and summary["error"] == "stopped by SIGTERM"
+    assert steps[0].calls == 3  # the finder's next step did not run
+    out = Path(cfg.paths.output_dir)
+    assert not (out / "checkpoints").exists()  # nothing trained: nothing to checkpoint
+    assert json.loads((out / "summary.json").read_text())["status"] == "preempted"
+    assert prepare(auto(cfg)).in_place  # trainer.resume=auto starts it afresh
+
+
+def test_sigterm_during_set_up_stops_before_the_lr_finder(make_cfg, monkeypatch):
+    from lrlab.tasks import train as train_module
+
+    real_build = train_module.build_components
+    built = []
+
+    def build(cfg):
+        built.append(real_build(cfg))
+        os.kill(os.getpid(), signal.SIGTERM)  # while the data and model are built
+        return built[-1]
+
+    monkeypatch.setattr(train_module, "build_components", build)
+    cfg = make_cfg(*TINY, "optimizer.lr=auto")
+    assert train(cfg)["status"] == "preempted"
+    assert not (Path(cfg.paths.output_dir) / "lr_find.json").exists()

@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lrlab.cli.run_lock import run_dir_lock
+from lrlab.cli.sweep_workers import job_running, watch_parent
 from lrlab.cli.sweeps import (
     STOPPED,
     SweepStopped,
@@ -74,6 +75,7 @@ def set_up_launcher_worker() -> None:
         return
     os.environ.setdefault(CONCURRENT_JOBS_ENV, str(n_jobs))
     catch_sweep_stops()
+    watch_parent()  # a worker whose main process is killed stops, checkpointed
     if multiprocessing.get_start_method(allow_none=True) == "loky":
         multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
 
@@ -81,7 +83,8 @@ def set_up_launcher_worker() -> None:
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
     set_up_launcher_worker()
     try:
-        return task(cfg)
+        with job_running():
+            return task(cfg)
     except ConfigError as e:
         if is_multirun():
             log.error("job failed: %s (the sweep goes on)", e)

@@ -20,6 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.cli.sweep_workers import ParallelSweepSignals
 from lrlab.engine.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class SweepReport(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
-            self.start_signals()
+            self.start_signals(config)
             return
         resumed = OmegaConf.select(config, "trainer.resume") == "auto"
         held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
@@ -160,12 +161,15 @@ class SweepReport(Callback):
             raise SystemExit(2)
         clear_offline_marker(sweep_dir)  # a new invocation tries W&B online again
         clear_refused_jobs(sweep_dir)
-        self.start_signals()
+        self.start_signals(config)
 
-    def start_signals(self) -> None:
-        """Between the jobs too, a signal stops the sweep (each job's run handles its own)."""
+    def start_signals(self, config: DictConfig) -> None:
+        """Between the jobs too, a signal stops the sweep (each job's run handles its own); in
+        a parallel sweep (joblib), one sent to this process only reaches the workers too."""
         global _sweep_signals
-        _sweep_signals = StopSignals("the sweep stops before its next job").__enter__()
+        parallel = OmegaConf.select(config, "hydra.launcher.n_jobs") is not None
+        signals = ParallelSweepSignals if parallel else StopSignals
+        _sweep_signals = signals("the sweep stops before its next job").__enter__()
 
     @staticmethod
     def end_signals() -> None:

@@ -286,3 +286,82 @@ def test_sigterm_during_set_up_stops_before_the_lr_finder(make_cfg, monkeypatch)
     cfg = make_cfg(*TINY, "optimizer.lr=auto")
     assert train(cfg)["status"] == "preempted"
     assert not (Path(cfg.paths.output_dir) / "lr_find.json").exists()
+
+
+# --- 5. symbolic links in an image folder
+
+
+def flowers_cfg(make_cfg, root: Path, *overrides: str):
+    return make_cfg(
+        "data=flowers", f"data.root={root}", "data.image_size=16", "data.batch_size=4", *overrides
+    )
+
+
+@pytest.mark.parametrize(
+    ("link", "target", "said"),
+    [
+        ("cat/loop", "..", "a folder above it: a loop"),  # 30 images would be thousands
+        ("sixth", ".", "a folder above it: a loop"),  # a class folder linked to the root
+        ("cat/dogs", "../dog", "which is read already"),  # dog images as cats too
+    ],
+)
+def test_a_link_that_reads_images_twice_is_refused_in_one_line(
+    make_cfg, image_folder, link, target, said
+):
+    from tests.helpers import build_data_from
+
+    (image_folder / link).symlink_to(target)
+    with pytest.raises(ConfigError) as err:
+        build_data_from(flowers_cfg(make_cfg, image_folder))
+    message = str(err.value)
+    assert message.startswith(f"data.root: {link} is a link to ") and said in message
+    assert "\n" not in message
+
+
+def test_a_link_out_of_the_root_is_read_only_when_asked_and_each_file_once(
+    make_cfg, image_folder, tmp_path
+):
+    from tests.helpers import build_data_from, make_image_folder
+
+    elsewhere = make_image_folder(tmp_path / "elsewhere", {"owl": 4})
+    (image_folder / "owl").symlink_to(elsewhere / "owl")
+    with pytest.raises(ConfigError, match=r"data.root: owl is a link out of .*follow_links=true"):
+        build_data_from(flowers_cfg(make_cfg, image_folder))
+    data = build_data_from(flowers_cfg(make_cfg, image_folder, "data.follow_links=true"))
+    assert data.class_names == ["cat", "dog", "fox", "owl"]
+    assert len(data.train_loader.dataset) + len(data.val_loader.dataset) == 34
+    (image_folder / "cat" / "owls").symlink_to(elsewhere / "owl")  # the same files again
+    with pytest.raises(ConfigError, match="cat/owls is a link to .*read already"):
+        build_data_from(flowers_cfg(make_cfg, image_folder, "data.follow_links=true"))
+
+
+# --- 9. names that are not UTF-8, values that surfaced raw errors
+
+
+def test_file_and_class_names_that_are_not_utf8_are_accepted(make_cfg, image_folder):
+    os.rename(
+        image_folder / "cat" / "img_000.png",
+        os.fsdecode(b"\xff\xfe.png").join([str(image_folder / "cat") + "/", ""]),
+    )
+    os.rename(image_folder / "dog", os.fsdecode(bytes(image_folder) + b"/d\xe9og"))
+    cfg = flowers_cfg(make_cfg, image_folder, *TINY)
+    assert train(cfg)["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("data.split_seed=-1", "data.split_seed must be in [0, 2**32), got -1"),
+        ("data.image_size=100000", "data.image_size must be from 1 to 8192 px, got 100000"),
+        ("data.val_fraction=0.999", "data.val_fraction=0.999 splits 1797 images into 1 train"),
+        ("trainer.accumulate_grad_batches=1000", "is more than the 3 training batches"),
+    ],
+)
+def test_values_that_surfaced_raw_errors_get_one_line(make_cfg, override, said):
+    from lrlab.tasks.config import check_config
+
+    with pytest.raises(ConfigError) as err:
+        cfg = make_cfg(*TINY, override)
+        check_config(cfg)
+        train(cfg)
+    assert said in str(err.value) and "\n" not in str(err.value)

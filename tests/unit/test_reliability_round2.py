@@ -339,11 +339,9 @@ def test_a_link_out_of_the_root_is_read_only_when_asked_and_each_file_once(
 
 
 def test_file_and_class_names_that_are_not_utf8_are_accepted(make_cfg, image_folder):
-    os.rename(
-        image_folder / "cat" / "img_000.png",
-        os.fsdecode(b"\xff\xfe.png").join([str(image_folder / "cat") + "/", ""]),
-    )
-    os.rename(image_folder / "dog", os.fsdecode(bytes(image_folder) + b"/d\xe9og"))
+    cat = os.fsencode(image_folder / "cat")
+    os.rename(cat + b"/img_000.png", cat + b"/\xff\xfe.png")
+    os.rename(os.fsencode(image_folder / "dog"), os.fsencode(image_folder) + b"/d\xe9og")
     cfg = flowers_cfg(make_cfg, image_folder, *TINY)
     assert train(cfg)["status"] == "completed"
 

@@ -157,3 +157,69 @@ def test_resume_auto_of_a_diverged_run_with_a_fixed_lr_names_the_changed_key(tmp
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: trainer.resume: this config differs from the one ")
     assert "optimizer.lr (1000000.0 -> 0.001)" in line
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a tmpfs of `size` (needs root); remount it read-only with `.read_only()`."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    class Disk:
+        def __init__(self, size: str) -> None:
+            self.path = tmp_path / f"disk{len(mounted)}"
+            self.path.mkdir()
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(self.path)],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+            mounted.append(self.path)
+
+        def read_only(self) -> None:
+            subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
+
+    yield Disk
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_read_only_run_dir_reports_a_finished_run_and_refuses_training_in_one_line(
+    tmp_path, tmpfs
+):
+    disk = tmpfs("8m")
+    run_dir = disk.path / "run"
+    common = ["trainer.num_threads=1", "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}"]
+    code, _, err = run(*common, "trainer.epochs=1", cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    disk.read_only()
+    code, out, err = run(*common, "trainer.epochs=1", "trainer.resume=auto", cwd=tmp_path)
+    assert code == 0 and "nothing to train" in out, err[-3000:]
+    assert "Traceback" not in err
+    code, _, err = run(*common, "trainer.epochs=2", "trainer.resume=auto", cwd=tmp_path)
+    assert code == 2, err[-3000:]
+    assert err.strip() == (
+        f"error: {run_dir} is not writable (Read-only file system); choose another "
+        "hydra.run.dir / hydra.sweep.dir (a finished run there is still reported with "
+        "trainer.resume=auto)"
+    )
+    code, _, err = run(*common, f"hydra.run.dir={disk.path / 'new'}", cwd=tmp_path)
+    assert code == 2 and err.strip() == (
+        f"error: cannot write {disk.path / 'new'}: Read-only file system"
+    ), err[-3000:]
+
+
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path, tmpfs):
+    disk = tmpfs("2m")  # one digits checkpoint (1.4 MB) fits, a second one beside it does not
+    run_dir = disk.path / "run"
+    code, _, err = run(
+        "trainer.epochs=3", "trainer.num_threads=1", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert code == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write {run_dir}/checkpoints/last.ckpt: No space left")
+    assert summary(run_dir)["status"] == "failed"

@@ -363,3 +363,39 @@ def test_values_that_surfaced_raw_errors_get_one_line(make_cfg, override, said):
         check_config(cfg)
         train(cfg)
     assert said in str(err.value) and "\n" not in str(err.value)
+
+
+# --- 8. a full disk (a small tmpfs; mounting needs root)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs: one digits checkpoint (1.4 MB) fits, a second one beside it does not."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(make_cfg, small_disk):
+    from lrlab.errors import RunDirError
+
+    cfg = make_cfg("trainer.epochs=3", "trainer.num_threads=1")
+    cfg.paths.output_dir = str(small_disk / "run")
+    with pytest.raises(RunDirError) as err:
+        train(cfg)
+    last = small_disk / "run" / "checkpoints" / "last.ckpt"
+    assert str(err.value) == f"cannot write {last}: No space left on device"
+    summary = json.loads((small_disk / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "No space left on device" in summary["error"]
+    assert summary["checkpoint"] == {"epoch": 1, "step": 23}  # never more than it holds
+    assert load_checkpoint(last)["epoch"] == 1  # the previous checkpoint is intact
+    assert not list((small_disk / "run").rglob("*.tmp"))  # no partial file left behind
+    assert prepare(auto(cfg)).checkpoint["epoch"] == 1  # and a resume continues from it

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from lrlab.cli.sweeps import (
     record_sweep_stop,
     stop_if_signalled,
 )
-from lrlab.errors import ConfigError
+from lrlab.errors import ConfigError, RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,33 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
             return None
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunDirError as e:  # disk full, read-only: the run's files, not a bug
+        if is_multirun():
+            log.error("job failed: %s (the sweep goes on)", e)
+            return None
+        print(
+            f"error: {e}; the run stopped (its last checkpoint is intact): free space or "
+            "choose a writable hydra.run.dir, then continue with trainer.resume=auto",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
     except Exception:
         if is_multirun():
             log.exception("job failed (recorded in summary.json; the sweep goes on)")
             return None
         raise
+
+
+def check_writable(run_dir: Path) -> None:
+    """A run dir on a read-only file system (or one this user cannot write): one line."""
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{run_dir} is not writable ({e.strerror}); choose another hydra.run.dir / "
+            "hydra.sweep.dir (a finished run there is still reported with trainer.resume=auto)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -137,6 +160,8 @@ def train_job(cfg: DictConfig) -> float | None:
                     )
                 return done
             if is_main_process():
+                with refusal_noted(run_dir):
+                    check_writable(run_dir)
                 write_hydra_files(run_dir, cfg)
             return train(cfg, start, current_overrides())
 

@@ -18,7 +18,7 @@ import torch
 
 from lrlab.engine.callbacks import Callback, callback_states, load_callback_states, state_key
 from lrlab.engine.state import EpochSums, TrainState
-from lrlab.errors import ConfigError
+from lrlab.errors import ConfigError, unwritable
 from lrlab.parallel import is_main_process
 from lrlab.utils import rng_state
 
@@ -74,7 +74,12 @@ class Checkpointer:
         tmp = path.with_suffix(".tmp")
         payload = self.payload(state)
         payload[CHECKSUM] = checksum(payload)
-        torch.save(payload, tmp)
+        try:  # our own file object: closed on failure, so removing it frees the space
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+        except BaseException as e:  # disk full, ...: no partial file left beside the last one
+            tmp.unlink(missing_ok=True)
+            raise unwritable(e, path) or e from e
         tmp.replace(path)  # atomic: a crash mid-save keeps the previous checkpoint
 
 

@@ -16,7 +16,7 @@ from lrlab.engine.distributed import attach
 from lrlab.engine.loop import fit
 from lrlab.engine.signals import StopSignals
 from lrlab.engine.state import TrainState
-from lrlab.errors import ConfigError
+from lrlab.errors import ConfigError, RunDirError
 from lrlab.optim.param_groups import set_peak_lr
 from lrlab.parallel import world_size
 from lrlab.tasks.auto_lr import find_auto_lr
@@ -96,8 +96,13 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
             records.close(stop.status, stop.why)
         except BaseException as e:
             interrupted = isinstance(e, KeyboardInterrupt)
-            error = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
-            records.close("interrupted" if interrupted else "failed", error)
+            error = (
+                str(e) if isinstance(e, ConfigError | RunDirError) else f"{type(e).__name__}: {e}"
+            )
+            try:
+                records.close("interrupted" if interrupted else "failed", error)
+            except (OSError, RunDirError) as close_error:  # the disk is full: say why anyway
+                log.error("summary.json could not say `failed`: %s", close_error)
             raise
     return records.summary
 

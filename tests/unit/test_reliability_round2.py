@@ -399,3 +399,120 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(mak
     assert load_checkpoint(last)["epoch"] == 1  # the previous checkpoint is intact
     assert not list((small_disk / "run").rglob("*.tmp"))  # no partial file left behind
     assert prepare(auto(cfg)).checkpoint["epoch"] == 1  # and a resume continues from it
+
+
+# --- 10. W&B without network: found out at once, once per sweep
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_endpoint_that_does_not_resolve_or_refuses_is_found_out_at_once(monkeypatch):
+    import socket
+    import time
+
+    from lrlab.tracking.wandb_reach import endpoint_problem
+
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    started = time.monotonic()
+    port = closed_port()
+    assert endpoint_problem(f"http://127.0.0.1:{port}") == (
+        f"W&B's endpoint 127.0.0.1:{port} cannot be reached (Connection refused)"
+    )
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    problem = endpoint_problem("https://api.wandb.ai")
+    assert problem.startswith("W&B's endpoint api.wandb.ai cannot be resolved (")
+    assert time.monotonic() - started < 5  # not wandb's 60 s init_timeout
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert endpoint_problem("https://api.wandb.ai") is None  # only the proxy knows
+
+
+def test_the_jobs_of_a_sweep_check_the_endpoint_once_and_share_the_verdict(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from lrlab.tracking import wandb_reach
+    from lrlab.tracking.wandb_tracker import OFFLINE_MARKER
+
+    checks = []
+
+    def slow_failing_check(base_url, timeout=wandb_reach.PROBE_TIMEOUT_S):
+        checks.append(base_url)
+        time.sleep(0.3)  # the others start meanwhile
+        return "W&B's endpoint api.wandb.ai cannot be resolved (no network)"
+
+    monkeypatch.setattr(wandb_reach, "endpoint_problem", slow_failing_check)
+    marker = tmp_path / OFFLINE_MARKER
+    verdicts: list[str | None] = []
+    jobs = [
+        threading.Thread(
+            target=lambda: verdicts.append(wandb_reach.shared_endpoint_check(marker, "u"))
+        )
+        for _ in range(4)
+    ]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert len(checks) == 1  # one job checked; the others waited for its verdict
+    assert sorted(verdicts, key=str) == [None, None, None, slow_failing_check("u")]
+    assert "cannot be resolved" in marker.read_text()
+
+
+@pytest.mark.slow  # starts wandb-core (offline)
+def test_a_tracker_without_network_goes_offline_without_waiting_init_timeout(tmp_path, monkeypatch):
+    import time
+    import warnings
+
+    wandb = pytest.importorskip("wandb")
+    from lrlab import tracking
+    from lrlab.tracking import naming
+
+    env = {
+        "WANDB_BASE_URL": f"http://127.0.0.1:{closed_port()}",
+        "WANDB_API_KEY": "0123456789" * 4,
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
+        "NETRC": str(tmp_path / "no_netrc"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    wandb.teardown()
+    modes: list[str] = []
+    real_init = wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: modes.append(kw["mode"]) or real_init(**kw))
+    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    context = {"job_name": "train", "overrides": ["seed=0"], "sweep_dir": sweep}
+    monkeypatch.setattr(naming, "hydra_context", lambda: context)
+    cfg = OmegaConf.create(
+        {
+            "paths": {"output_dir": str(run_dir)},
+            "logger": {"wandb": {"project": "lrlab-test", "init_timeout": 60}},
+        }
+    )
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (tracker,) = tracking.build_trackers(cfg.logger, run_dir, cfg)
+    try:
+        assert time.monotonic() - started < 30  # not the 60 s init_timeout
+        assert modes == ["offline"] and tracker.mode == "offline"  # online was not tried
+        (message,) = [str(w.message) for w in caught if "W&B" in str(w.message)]
+        assert "W&B online init failed (ConnectionError: W&B's endpoint 127.0.0.1:" in message
+        assert (sweep / ".wandb_offline").is_file()
+    finally:
+        tracker.finish("completed")
+        wandb.teardown()

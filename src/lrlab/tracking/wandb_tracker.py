@@ -133,6 +133,8 @@ class WandbTracker:
         mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
         if mode == "disabled":
             return
+        if os.environ.get("WANDB_MODE") == "":  # unset, as for lrlab: wandb refuses "" itself
+            del os.environ["WANDB_MODE"]
         hydra = naming.hydra_context()
         marker = offline_marker(hydra.get("sweep_dir"))
         kwargs = wandb_init_kwargs(

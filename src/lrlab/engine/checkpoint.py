@@ -23,7 +23,7 @@ from lrlab.parallel import is_main_process
 from lrlab.utils import rng_state
 
 FORMAT = 2  # format 1 (before the run's config and mid-epoch positions were stored): refused
-CHECKSUM = "checksum"  # blake2b of every other entry; absent in checkpoints of older lrlab
+CHECKSUM = "checksum"  # SHA-256 of every other entry; absent in checkpoints of older lrlab
 # What a file that is not a checkpoint starts with, to say what it is instead.
 MAGIC = {
     b"PK\x03\x04": "a ZIP archive that is not a torch checkpoint",
@@ -86,7 +86,9 @@ class Checkpointer:
 def checksum(payload: dict[str, Any]) -> str:
     """A digest of every entry but the checksum: tensors by dtype, shape and bytes, other
     values by their repr, each under its key path (so a value moved to another key counts)."""
-    digest = hashlib.blake2b(digest_size=16)
+    digest = (
+        hashlib.sha256()
+    )  # costs about what torch.save does (benchmarks/checkpoint_checksum.py)
 
     def add(key: str, value: Any) -> None:
         if isinstance(value, dict):
@@ -98,7 +100,7 @@ def checksum(payload: dict[str, Any]) -> str:
         elif isinstance(value, torch.Tensor):
             t = value.detach().cpu().contiguous()
             digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # no copy
         else:
             digest.update(f"{key}|{value!r}|".encode())
 

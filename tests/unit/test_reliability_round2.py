@@ -196,6 +196,7 @@ def hold_in_subprocess(run_dir: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # a second process
 def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_lock(
     tmp_path,
 ):

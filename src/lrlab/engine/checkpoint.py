@@ -23,7 +23,7 @@ from lrlab.parallel import is_main_process
 from lrlab.utils import rng_state
 
 FORMAT = 2  # format 1 (before the run's config and mid-epoch positions were stored): refused
-CHECKSUM = "checksum"  # SHA-256 of every other entry; absent in checkpoints of older lrlab
+CHECKSUM = "checksum"  # "sha256:<hex>" of every other entry; absent in older lrlab's
 # What a file that is not a checkpoint starts with, to say what it is instead.
 MAGIC = {
     b"PK\x03\x04": "a ZIP archive that is not a torch checkpoint",
@@ -105,7 +105,7 @@ def checksum(payload: dict[str, Any]) -> str:
             digest.update(f"{key}|{value!r}|".encode())
 
     add("", {k: v for k, v in payload.items() if k != CHECKSUM})
-    return digest.hexdigest()
+    return f"sha256:{digest.hexdigest()}"  # named, for a later lrlab that may use another
 
 
 def what_file(path: Path) -> str:

@@ -7,6 +7,7 @@ HYDRA_FULL_ERROR unless you set it yourself) and prints one line naming the prob
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 from lrlab.cli.distributed import share_run_stamp
 from lrlab.cli.sweeps import SweepReport, SweepStopped
+from lrlab.errors import UNWRITABLE
 
 
 def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepReport) -> None:
@@ -45,6 +47,11 @@ def main(hydra_main: Callable[[], object], report: type[SweepReport] = SweepRepo
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as e:  # Hydra creating a run dir on a full or read-only disk
+        if full_error or e.errno not in UNWRITABLE:
+            raise
+        print(f"error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        raise SystemExit(2 if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else 1) from None
 
 
 def keyed_cause(error: BaseException) -> BaseException:

@@ -10,16 +10,20 @@ number; in a multirun the sweep stops there and still reports the jobs that ran.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.cli.run_lock import run_dir_lock
+from lrlab.cli.sweep_workers import job_running, watch_parent
 from lrlab.cli.sweeps import (
     STOPPED,
     SweepStopped,
@@ -29,10 +33,11 @@ from lrlab.cli.sweeps import (
     is_multirun,
     parallel_jobs,
     parallel_sweep_stopping,
+    record_refused_job,
     record_sweep_stop,
     stop_if_signalled,
 )
-from lrlab.errors import ConfigError
+from lrlab.errors import ConfigError, RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ def set_up_launcher_worker() -> None:
         return
     os.environ.setdefault(CONCURRENT_JOBS_ENV, str(n_jobs))
     catch_sweep_stops()
+    watch_parent()  # a worker whose main process is killed stops, checkpointed
     if multiprocessing.get_start_method(allow_none=True) == "loky":
         multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
 
@@ -78,17 +84,51 @@ def set_up_launcher_worker() -> None:
 def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
     set_up_launcher_worker()
     try:
-        return task(cfg)
+        with job_running():
+            return task(cfg)
     except ConfigError as e:
         if is_multirun():
             log.error("job failed: %s (the sweep goes on)", e)
             return None
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunDirError as e:  # disk full, read-only: the run's files, not a bug
+        if is_multirun():
+            log.error("job failed: %s (the sweep goes on)", e)
+            return None
+        print(
+            f"error: {e}; the run stopped (its last checkpoint is intact): free space or "
+            "choose a writable hydra.run.dir, then continue with trainer.resume=auto",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
     except Exception:
         if is_multirun():
             log.exception("job failed (recorded in summary.json; the sweep goes on)")
             return None
+        raise
+
+
+def check_writable(run_dir: Path) -> None:
+    """A run dir on a read-only file system (or one this user cannot write): one line."""
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{run_dir} is not writable ({e.strerror}); choose another hydra.run.dir / "
+            "hydra.sweep.dir (a finished run there is still reported with trainer.resume=auto)"
+        ) from None
+
+
+@contextlib.contextmanager
+def refusal_noted(run_dir: Path) -> Iterator[None]:
+    """A job refused before it wrote anything: in a sweep, note it for the report."""
+    try:
+        yield
+    except ConfigError as e:
+        if is_multirun():
+            record_refused_job(run_dir, str(e))
         raise
 
 
@@ -105,19 +145,25 @@ def train_job(cfg: DictConfig) -> float | None:
             return {}
         stop_if_signalled(run_dir)  # a sequential sweep signalled between two jobs
         quiet_other_ranks()  # torchrun: rank 0 logs and writes
-        start = prepare(cfg)  # refuses a dir holding another run before anything is written
-        barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
-        if start.finished is not None:  # trainer.resume=auto: reported, its files untouched
-            done = start.finished
+        with contextlib.ExitStack() as held:
+            with refusal_noted(run_dir):  # before anything is written
+                if is_main_process():  # one process trains a run dir (torchrun: rank 0's)
+                    held.enter_context(run_dir_lock(run_dir))
+                start = prepare(cfg)  # refuses a dir holding another run, another config
+            barrier()  # torchrun: every process has looked at the run dir before rank 0 writes
+            if start.finished is not None:  # trainer.resume=auto: reported, files untouched
+                done = start.finished
+                if is_main_process():
+                    print(
+                        f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} "
+                        "epochs) already; nothing to train"
+                    )
+                return done
             if is_main_process():
-                print(
-                    f"{run_dir}: {done.get('status')} ({done.get('epochs_completed')} epochs) "
-                    "already; nothing to train"
-                )
-            return done
-        if is_main_process():
-            write_hydra_files(run_dir, cfg)
-        return train(cfg, start, current_overrides())
+                with refusal_noted(run_dir):
+                    check_writable(run_dir)
+                write_hydra_files(run_dir, cfg)
+            return train(cfg, start, current_overrides())
 
     summary = run_job(task, cfg) or {}
     if summary.get("status") in STOPPED:

@@ -20,6 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lrlab.cli.sweep_workers import ParallelSweepSignals
 from lrlab.engine.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,37 @@ def parallel_sweep_stopping() -> bool:
     return _sweep_stop is not None
 
 
+# In a sweep dir: one note per job lrlab refused (`<job>.json`: its overrides and the error).
+# A refused job writes nothing into its own dir (it may hold another run), so the report,
+# which runs in the sweep's main process, reads what happened to it here.
+REFUSED_DIR = ".refused"
+
+
+def record_refused_job(run_dir: Path, error: str) -> None:
+    hc = hydra_runtime()
+    if hc is None:
+        return
+    note = Path(hc.sweep.dir) / REFUSED_DIR / f"{run_dir.name}.json"
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(json.dumps({"overrides": current_overrides(), "error": error}))
+    except OSError as e:  # a read-only sweep dir: the job's log line still says it
+        log.warning("could not record the refused job in %s: %s", note, e)
+
+
+def refused_jobs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    folder = sweep_dir / REFUSED_DIR
+    notes = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return {note.stem: json.loads(note.read_text()) for note in notes}
+
+
+def clear_refused_jobs(sweep_dir: Path) -> None:
+    """A new invocation of the sweep: the earlier one's refusals are history."""
+    folder = sweep_dir / REFUSED_DIR
+    for note in folder.glob("*.json") if folder.is_dir() else []:
+        note.unlink(missing_ok=True)
+
+
 def stop_if_signalled(run_dir: Path) -> None:
     """A signal that came between a sweep's jobs: stop before this job, with the report."""
     signals = _sweep_signals
@@ -115,7 +147,7 @@ class SweepReport(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
-            self.start_signals()
+            self.start_signals(config)
             return
         resumed = OmegaConf.select(config, "trainer.resume") == "auto"
         held = [d.name for d in sorted(sweep_dir.iterdir()) if d.is_dir() and describe(d)]
@@ -128,12 +160,16 @@ class SweepReport(Callback):
             )
             raise SystemExit(2)
         clear_offline_marker(sweep_dir)  # a new invocation tries W&B online again
-        self.start_signals()
+        clear_refused_jobs(sweep_dir)
+        self.start_signals(config)
 
-    def start_signals(self) -> None:
-        """Between the jobs too, a signal stops the sweep (each job's run handles its own)."""
+    def start_signals(self, config: DictConfig) -> None:
+        """Between the jobs too, a signal stops the sweep (each job's run handles its own); in
+        a parallel sweep (joblib), one sent to this process only reaches the workers too."""
         global _sweep_signals
-        _sweep_signals = StopSignals("the sweep stops before its next job").__enter__()
+        parallel = OmegaConf.select(config, "hydra.launcher.n_jobs") is not None
+        signals = ParallelSweepSignals if parallel else StopSignals
+        _sweep_signals = signals("the sweep stops before its next job").__enter__()
 
     @staticmethod
     def end_signals() -> None:
@@ -147,26 +183,36 @@ class SweepReport(Callback):
         signals = _sweep_signals
         stop = _sweep_stop or (128 + signals.signum if signals and signals.signum else None)
         self.end_signals()  # every job ran or was stopped: nothing left to stop
-        failed = self.report(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = self.report(sweep_dir)
         if stop is not None:
             raise SystemExit(stop)
-        if failed:
-            raise SystemExit(1)
+        if failed:  # every failure a refusal (bad input): 2, as for a single run
+            raise SystemExit(2 if set(failed) <= set(refused_jobs(sweep_dir)) else 1)
 
     def report(self, sweep_dir: Path) -> list[str]:
-        """Print one line per job; return the jobs that failed."""
-        failed = []
-        for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=_job_order):
-            overrides = _read_overrides(job_dir)
+        """Print one line per job; return the jobs that failed or were refused."""
+        failed, refused = [], refused_jobs(sweep_dir)
+        names = {p.name for p in sweep_dir.iterdir() if p.is_dir()} | set(refused)
+        for name in sorted(names, key=_job_order):
+            job_dir = sweep_dir / name
+            overrides = refused[name]["overrides"] if name in refused else _read_overrides(job_dir)
             if overrides is None:
                 continue  # not a job dir
             text, ok = self.describe(job_dir)
-            print(f"[{job_dir.name}] {' '.join(overrides) or '(no overrides)'}: {text}")
+            if name in refused:  # what the dir holds is not this invocation's result
+                held = "" if text == "missing" else f" (the dir still holds: {text})"
+                text, ok = f"refused: {refused[name]['error']}{held}", False
+            print(f"[{name}] {' '.join(overrides) or '(no overrides)'}: {text}")
             if not ok:
-                failed.append(job_dir.name)
+                failed.append(name)
         print(f"sweep dir: {sweep_dir}")
-        if failed:
-            print(f"error: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+        for what, jobs in (
+            ("failed", [j for j in failed if j not in refused]),
+            ("refused", [j for j in failed if j in refused]),
+        ):
+            if jobs:
+                print(f"error: {len(jobs)} job(s) {what}: {', '.join(jobs)}", file=sys.stderr)
         return failed
 
     def describe(self, job_dir: Path) -> tuple[str, bool]:
@@ -199,8 +245,8 @@ class LRFindSweepReport(SweepReport):
         ), True
 
 
-def _job_order(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, path.name)
+def _job_order(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (sys.maxsize, name)
 
 
 def _read_overrides(job_dir: Path) -> list[str] | None:

@@ -23,7 +23,7 @@ class DigitsConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_split_settings(self.val_fraction, self.image_size)
+        check_split_settings(self.val_fraction, self.image_size, self.split_seed)
 
 
 def digits(image_size: int, val_fraction: float, split_seed: int) -> DataSets:

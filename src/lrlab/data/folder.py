@@ -19,6 +19,7 @@ from omegaconf import MISSING
 from torch.utils.data import Subset
 
 from lrlab.data.cache import cached_datasets
+from lrlab.data.folder_links import check_links
 from lrlab.data.loaders import DataConfig, DataSets
 from lrlab.data.split import check_split_settings, remembered_split
 from lrlab.data.stats import channel_stats
@@ -48,10 +49,11 @@ class ImageFolderConfig(DataConfig):
     cache_max_gb: float = MISSING  # above this: a warning, and decoding every epoch instead
     cache_short_side: int | None = MISSING  # stored train images' short side
     stats_dir: str = MISSING  # where the channel statistics are cached (paths.data_dir)
+    follow_links: bool = False  # read links out of data.root (a link inside it is refused)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_split_settings(self.val_fraction, self.image_size)
+        check_split_settings(self.val_fraction, self.image_size, self.split_seed)
         if self.normalize not in NORMALIZE_OPTIONS:
             raise ConfigError(
                 f"data.normalize={self.normalize!r} is not one of {NORMALIZE_OPTIONS}"
@@ -70,11 +72,15 @@ def image_folder(
     cache_max_gb: float,
     cache_short_side: int | None,
     stats_dir: str,
+    follow_links: bool = False,
 ) -> DataSets:
     from torchvision.datasets import ImageFolder
 
     root_dir = check_image_root(root, "data.root")
     val_dir = check_image_root(val_root, "data.val_root") if val_root else None
+    for folder_dir, key in ((root_dir, "data.root"), (val_dir, "data.val_root")):
+        if folder_dir is not None:  # each real image once: no loops, no links read twice
+            check_links(folder_dir, key, follow_links)
 
     def folder(path: Path, transform: Callable | None) -> ImageFolder:
         try:

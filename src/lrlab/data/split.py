@@ -19,6 +19,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     """Sorted train and validation indices with the class proportions of `labels` in both."""
     from sklearn.model_selection import train_test_split
 
+    check_split_sizes(labels, val_fraction)
     indices = np.arange(len(labels))
     train_idx, val_idx = train_test_split(
         indices, test_size=val_fraction, stratify=labels, random_state=seed
@@ -36,7 +37,7 @@ def remembered_split(
 
     key = hashlib.sha256(f"{val_fraction!r}|{seed}|{version('scikit-learn')}\n".encode())
     for f, y in zip(files, labels.tolist(), strict=True):
-        key.update(f"{f}|{y}\n".encode())
+        key.update(os.fsencode(f"{f}|{y}\n"))  # a name that is not UTF-8: its bytes
     cache = cache_dir / "split_cache" / f"{key.hexdigest()[:20]}.json"
     if cache.is_file():
         split = json.loads(cache.read_text())
@@ -52,13 +53,35 @@ def remembered_split(
     return train_idx, val_idx
 
 
-def check_split_settings(val_fraction: float, image_size: int) -> None:
+def check_split_sizes(labels: np.ndarray, val_fraction: float) -> None:
+    """A stratified split needs every class in both parts: at least as many images on each
+    side as there are classes (scikit-learn's rounding: validation ceil, train the rest)."""
+    n, classes = len(labels), len(np.unique(labels))
+    n_val = int(np.ceil(val_fraction * n))
+    if min(n_val, n - n_val) < classes:
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} splits {n} images into {n - n_val} train and "
+            f"{n_val} validation, fewer than the {classes} classes each part needs; use a "
+            f"val_fraction from {classes / n:.3g} to {(n - classes) / n:.3g}"
+        )
+
+
+MAX_IMAGE_SIZE = 8192  # one 3 x 8192 x 8192 float image is 0.8 GB already
+
+
+def check_split_settings(val_fraction: float, image_size: int, split_seed: int = 0) -> None:
     """The checks the split data sets' configs share (run when the config is validated)."""
     if not 0 < val_fraction < 1:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0 <= split_seed < 2**32:  # what scikit-learn's random_state takes
+        raise ConfigError(f"data.split_seed must be in [0, 2**32), got {split_seed}")
     check_image_size(image_size)
 
 
 def check_image_size(image_size: int) -> None:
-    if image_size < 1:
-        raise ConfigError(f"data.image_size must be >= 1, got {image_size}")
+    if not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"data.image_size must be from 1 to {MAX_IMAGE_SIZE} px, got {image_size} "
+            f"(one 3 x {image_size} x {image_size} float image: "
+            f"{3 * 4 * image_size**2 / 1e9:.3g} GB)"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -25,10 +26,11 @@ def channel_stats(
     key = hashlib.sha256()
     for f in all_files:
         st = Path(f).stat()
-        key.update(f"{Path(f).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        # surrogateescape: file names that are not UTF-8 hash as their bytes
+        key.update(os.fsencode(f"{Path(f).resolve()}|{st.st_size}|{st.st_mtime_ns}\n"))
     key.update(f"size={size}\n".encode())
     for f in sorted(train_files):  # the split itself: another split_seed, other statistics
-        key.update(f"{f}\n".encode())
+        key.update(os.fsencode(f"{f}\n"))
     cache = cache_dir / "stats_cache" / f"{key.hexdigest()[:20]}.json"
     if cache.is_file():
         stats = json.loads(cache.read_text())

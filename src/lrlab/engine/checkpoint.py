@@ -3,11 +3,13 @@
 A checkpoint holds the model, optimizer, schedule and grad-scaler states, every RNG, the data
 order of the current epoch (the loader generator's state at the epoch's start and how many
 optimizer steps of it were taken), the epoch's running sums, each stateful callback's state and
-the run's composed config (a resume compares it with its own).
+the run's composed config (a resume compares it with its own), and a checksum of all of it
+(`CHECKSUM`), verified on load: flipped bytes in a tensor are refused, not trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,20 @@ import torch
 
 from lrlab.engine.callbacks import Callback, callback_states, load_callback_states, state_key
 from lrlab.engine.state import EpochSums, TrainState
-from lrlab.errors import ConfigError
+from lrlab.errors import ConfigError, unwritable
 from lrlab.parallel import is_main_process
 from lrlab.utils import rng_state
 
 FORMAT = 2  # format 1 (before the run's config and mid-epoch positions were stored): refused
+CHECKSUM = "checksum"  # "sha256:<hex>" of every other entry; absent in older lrlab's
+# What a file that is not a checkpoint starts with, to say what it is instead.
+MAGIC = {
+    b"PK\x03\x04": "a ZIP archive that is not a torch checkpoint",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x1f\x8b": "a gzip file",
+    b"\x89HDF": "an HDF5 file (Keras?)",
+}
 
 
 class Checkpointer:
@@ -61,8 +72,57 @@ class Checkpointer:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save(self.payload(state), tmp)
+        payload = self.payload(state)
+        payload[CHECKSUM] = checksum(payload)
+        try:  # our own file object: closed on failure, so removing it frees the space
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+        except BaseException as e:  # disk full, ...: no partial file left beside the last one
+            tmp.unlink(missing_ok=True)
+            raise unwritable(e, path) or e from e
         tmp.replace(path)  # atomic: a crash mid-save keeps the previous checkpoint
+
+
+def checksum(payload: dict[str, Any]) -> str:
+    """A digest of every entry but the checksum: tensors by dtype, shape and bytes, other
+    values by their repr, each under its key path (so a value moved to another key counts)."""
+    digest = (
+        hashlib.sha256()
+    )  # costs about what torch.save does (benchmarks/checkpoint_checksum.py)
+
+    def add(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                add(f"{key}/{k!r}", v)
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                add(f"{key}/{i}", v)
+        elif isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # no copy
+        else:
+            digest.update(f"{key}|{value!r}|".encode())
+
+    add("", {k: v for k, v in payload.items() if k != CHECKSUM})
+    return f"sha256:{digest.hexdigest()}"  # named, for a later lrlab that may use another
+
+
+def what_file(path: Path) -> str:
+    """What `path` is, for a file torch cannot read as a checkpoint."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "an empty file"
+    for magic, what in MAGIC.items():
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode()
+    except UnicodeDecodeError:
+        return f"binary data starting {head[:8].hex()}"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file starting {first!r}"
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -72,15 +132,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip errors, EOF, unpickling: all mean "not a usable checkpoint"
+        what = what_file(path)
         why = (str(e).splitlines() or [type(e).__name__])[0]
+        if what.startswith("a ZIP"):  # torch's own format: cut short or damaged
+            what = f"truncated or corrupt: {why}"
         raise ConfigError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {why}); "
+            f"{path} is not a readable checkpoint ({what}); "
             "resume from another checkpoint or start a new run"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(
             f"{path} was written by another lrlab version (no checkpoint format {FORMAT}); "
             "it cannot be resumed: start a new run"
+        )
+    if CHECKSUM in state and checksum(state) != state[CHECKSUM]:
+        raise ConfigError(
+            f"{path} is corrupt: its contents do not match the checksum stored with them "
+            "(bytes changed on disk or in transfer); resume from another checkpoint or start a "
+            "new run"
         )
     return state
 

@@ -29,12 +29,16 @@ def run_range_test(
     train_step: TrainStep,
     accumulate: int,
     train_mode: Callable[[], Any] | None = None,
+    check_stop: Callable[[], None] | None = None,
 ) -> LRFindResult:
     """The range test over `train_step` (autocast, grad scaling, clipping: what training does),
-    `accumulate` micro-batches per step; everything is restored afterwards."""
+    `accumulate` micro-batches per step; everything is restored afterwards. `check_stop()`
+    runs before each step: it may raise to end the test at once (a stop signal)."""
     kwargs = settings.range_test_kwargs()
 
     def mean_loss(batches: list[Any]) -> torch.Tensor:
+        if check_stop is not None:
+            check_stop()
         result = train_step(batches)
         return result.loss_sum / result.n
 
@@ -67,6 +71,7 @@ def find_auto_lr(
     accumulate: int,
     run_dir: Path,
     train_mode: Callable[[], Any] | None = None,
+    check_stop: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run the range test, make the `settings.suggestion` pick the optimizer's lr (every group
     scaled alike), write lr_find.json/png into `run_dir`. Model, optimizer state, RNG and
@@ -77,7 +82,7 @@ def find_auto_lr(
     `{"suggestion": name, "lr": value}`."""
     chosen = settings.suggestion
     result = run_range_test(
-        settings, model, optimizer, train_loader, train_step, accumulate, train_mode
+        settings, model, optimizer, train_loader, train_step, accumulate, train_mode, check_stop
     )
     if is_main_process():
         save_result(result, run_dir, chosen)

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from lrlab.callbacks.checkpointing import LAST
 from lrlab.engine.checkpoint import load_checkpoint
 from lrlab.errors import ConfigError
 from lrlab.tracking.records import METRICS_FILE, SUMMARY_FILE, read_json
 
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"  # written by lrlab.cli.jobs.write_hydra_files
 FINISHED = ("completed", "diverged")  # outcomes; a re-run with trainer.resume=auto reports them
 # Config keys that may differ on resume: they change where and how a run is recorded, run or
 # loaded, not what it trains (a key covers its sub-keys).
@@ -98,6 +101,12 @@ def plan_auto(run_dir: Path, epochs: int, config: dict[str, Any]) -> Start:
         return resume_from(
             source, epochs, config, in_place=True, checkpoint=checkpoint, finish=True
         )
+    started_with = started_config(run_dir)
+    if started_with is not None and describe(run_dir):
+        # No checkpoint to compare with: the run's own .hydra/config.yaml says what it trained.
+        # A finished run of another config would be reported as this one's result, and a
+        # fresh start would replace its records: refuse both.
+        check_same_config(started_with, config, run_dir / HYDRA_CONFIG)
     if done:
         return Start(finished=summary)
     if summary.get("status") == "completed":
@@ -107,6 +116,27 @@ def plan_auto(run_dir: Path, epochs: int, config: dict[str, Any]) -> Start:
             f"trainer.epochs={epochs}; choose another hydra.run.dir"
         )
     return Start(in_place=True)  # killed before its first checkpoint, or failed: start over
+
+
+def started_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config `run_dir`'s run was started with (its `.hydra/config.yaml`, resolved), or
+    None without one. The resumable keys are left out before resolving: `paths` interpolates
+    Hydra's runtime values, which only the run that wrote the file had."""
+    path = run_dir / HYDRA_CONFIG
+    if not path.is_file():
+        return None
+    saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    for key in RESUMABLE_KEYS:
+        *parents, leaf = key.split(".")
+        node = saved
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    try:
+        return OmegaConf.to_container(OmegaConf.create(saved), resolve=True)  # type: ignore[return-value]
+    except Exception:  # an interpolation only that run could resolve: compare as written
+        return saved  # type: ignore[return-value]
 
 
 def resume_from(

@@ -77,6 +77,18 @@ def plan_run(cfg: DictConfig, c: Components, planned: int) -> RunPlan:
         t.limit_val_batches,
         t.overfit_batches,
     )
+    if t.accumulate_grad_batches > len(train_batches):  # a step would average fewer
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={t.accumulate_grad_batches} is more than the "
+            f"{len(train_batches)} training batches an epoch has (data.batch_size="
+            f"{cfg.data.batch_size}"
+            + (
+                f", trainer.limit_train_batches={t.limit_train_batches}"
+                if t.limit_train_batches
+                else ""
+            )
+            + f"): use at most {len(train_batches)}"
+        )
     spe = optimizer_steps_per_epoch(len(train_batches), t.accumulate_grad_batches)
     plan = RunPlan(train_batches, val_batches, spe, None, planned, size_plan=size_plan)
     if size_plan is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from lrlab.engine.distributed import attach
 from lrlab.engine.loop import fit
 from lrlab.engine.signals import StopSignals
 from lrlab.engine.state import TrainState
-from lrlab.errors import ConfigError
+from lrlab.errors import ConfigError, RunDirError
 from lrlab.optim.param_groups import set_peak_lr
 from lrlab.parallel import world_size
 from lrlab.tasks.auto_lr import find_auto_lr
@@ -24,7 +25,7 @@ from lrlab.tasks.config import check_config
 from lrlab.tasks.resume import Start, describe, plan_start
 from lrlab.tasks.run_plan import plan_run
 from lrlab.tracking import RunRecorder, build_trackers, read_jsonl
-from lrlab.tracking.records import METRICS_FILE, rows_until
+from lrlab.tracking.records import METRICS_FILE, SUMMARY_FILE, read_json, rows_until
 from lrlab.utils import instantiate, package_versions
 
 log = logging.getLogger(__name__)
@@ -70,31 +71,65 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
         summary["resumed_from"] = {"checkpoint": str(start.source), **position(ckpt)}
     records = RunRecords(recorder, summary, cfg.trainer.log_every_n_steps, started)
     with StopSignals() as signals:
+
+        def check_stop() -> None:
+            """A signal during set-up (data, W&B, the LR finder) stops the run there."""
+            if signals.received is not None:
+                raise StoppedBeforeTraining(*signals.received)
+
         try:
             check_config(cfg)
             recorder.trackers = build_trackers(cfg.logger, run_dir, cfg)
             for tracker in recorder.trackers:
                 if hasattr(tracker, "restart"):
                     tracker.restart(kept_rows)
-            state, callbacks = setup(cfg, start, records, run_dir)
+            check_stop()
+            state, callbacks = setup(cfg, start, records, run_dir, check_stop)
             attach(signals, state)  # data parallel: the processes also agree on stopping
             fit(state, callbacks)
+        except StoppedBeforeTraining as stop:
+            # Nothing trained since the start (or the checkpoint): nothing to checkpoint
+            log.warning("%s before training started: nothing trained, nothing lost", stop.why)
+            if start.checkpoint is not None and start.in_place:  # its results stay reported
+                earlier = read_json(run_dir / SUMMARY_FILE) or {}
+                records.summary.update({k: v for k, v in earlier.items() if k not in summary})
+            records.close(stop.status, stop.why)
         except BaseException as e:
             interrupted = isinstance(e, KeyboardInterrupt)
-            error = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
-            records.close("interrupted" if interrupted else "failed", error)
+            error = (
+                str(e) if isinstance(e, ConfigError | RunDirError) else f"{type(e).__name__}: {e}"
+            )
+            try:
+                records.close("interrupted" if interrupted else "failed", error)
+            except (OSError, RunDirError) as close_error:  # the disk is full: say why anyway
+                log.error("summary.json could not say `failed`: %s", close_error)
             raise
     return records.summary
 
 
+class StoppedBeforeTraining(Exception):
+    """A stop signal that came before the first step: the run ends as `status`, untrained."""
+
+    def __init__(self, status: str, why: str) -> None:
+        super().__init__(why)
+        self.status, self.why = status, why
+
+
 def setup(
-    cfg: DictConfig, start: Start, records: RunRecords, run_dir: Path
+    cfg: DictConfig,
+    start: Start,
+    records: RunRecords,
+    run_dir: Path,
+    check_stop: Callable[[], None] = lambda: None,
 ) -> tuple[TrainState, list[Any]]:
     """The components, the lr (`optimizer.lr=auto`), the schedule, the callbacks, and the
-    checkpoint's state when resuming."""
+    checkpoint's state when resuming. `check_stop()` raises at a stop signal: after building
+    the components and at each step of the LR finder (after it, the first step's checkpoint
+    keeps the lr it found)."""
     t = cfg.trainer
     ckpt = start.checkpoint
     c = build_components(cfg)
+    check_stop()
     if c.lr_scaling is not None:
         records.summary["lr_scaling"] = c.lr_scaling
     if is_auto_lr(cfg):
@@ -115,6 +150,7 @@ def setup(
                 t.accumulate_grad_batches,
                 run_dir,
                 c.freezer.train_mode,
+                check_stop,
             )
             records.recorder.log_image("lr_find", run_dir / "lr_find.png")
         records.summary["lr_find"] = found

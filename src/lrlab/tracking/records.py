@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lrlab.errors import unwritable
 from lrlab.parallel import is_main_process
 from lrlab.tracking.base import Tracker
 from lrlab.utils import json_safe
@@ -22,7 +23,11 @@ SUMMARY_FILE = "summary.json"
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
+    try:
+        tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
+    except OSError as e:  # disk full: the previous file stays, no partial one beside it
+        tmp.unlink(missing_ok=True)
+        raise unwritable(e, path) or e from e
     os.replace(tmp, path)
 
 
@@ -74,7 +79,10 @@ class RunRecorder:
     def log(self, row: dict[str, Any]) -> None:
         row = json_safe(row)
         if self._metrics is not None:
-            self._metrics.write(json.dumps(row) + "\n")
+            try:
+                self._metrics.write(json.dumps(row) + "\n")
+            except OSError as e:  # a partial last line is skipped when the rows are read
+                raise unwritable(e, self.metrics_path) or e from e
         for tracker in self.trackers:
             tracker.log_metrics(row)
 

@@ -23,6 +23,7 @@ from omegaconf import MISSING, DictConfig
 from lrlab.errors import ConfigError
 from lrlab.tracking import naming
 from lrlab.tracking.naming import wandb_init_kwargs, wandb_row
+from lrlab.tracking.wandb_reach import shared_endpoint_check, wandb_base_url
 from lrlab.utils import json_safe
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -132,6 +133,8 @@ class WandbTracker:
         mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
         if mode == "disabled":
             return
+        if os.environ.get("WANDB_MODE") == "":  # unset, as for lrlab: wandb refuses "" itself
+            del os.environ["WANDB_MODE"]
         hydra = naming.hydra_context()
         marker = offline_marker(hydra.get("sweep_dir"))
         kwargs = wandb_init_kwargs(
@@ -142,7 +145,9 @@ class WandbTracker:
         # run, or wandb.init would hand it back (reinit="return_previous" outside notebooks).
         if wandb.run is not None:
             wandb.run.finish()
-        if mode == "online" and marker is not None and marker.is_file():
+        # No network: found out in seconds (and once per sweep), not after init_timeout
+        problem = shared_endpoint_check(marker, wandb_base_url()) if mode == "online" else None
+        if mode == "online" and marker is not None and marker.is_file() and problem is None:
             print(
                 f"wandb: logging offline without trying W&B: an earlier job of this sweep could "
                 f"not reach it ({marker})"
@@ -151,6 +156,8 @@ class WandbTracker:
         wandb_dir = self.run_dir / "wandb"
         earlier = set(wandb_dir.iterdir()) if wandb_dir.is_dir() else set()
         try:
+            if problem is not None:
+                raise ConnectionError(problem)
             self.run = self._init(wandb, mode, kwargs)
         except Exception as e:
             if mode != "online":

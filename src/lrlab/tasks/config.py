@@ -17,11 +17,17 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lrlab.data.cifar import Cifar10Config
+from lrlab.data.augment import AugmentConfig
 from lrlab.data.digits import DigitsConfig
 from lrlab.data.folder import ImageFolderConfig
 from lrlab.data.loaders import LOADER_KEYS
 from lrlab.data.resizing import ResizingConfig, check_stages_fit
+from lrlab.data.torchvision_sets import (
+    Cifar10Config,
+    Cifar100Config,
+    FashionMnistConfig,
+    MnistConfig,
+)
 from lrlab.engine.config import TrainerConfig
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig
@@ -44,6 +50,13 @@ class PathsConfig:
 
 
 @dataclass
+class ExtrasConfig:
+    """`extras:` what a run does around its work (as lightning-hydra-template's)."""
+
+    print_config: bool = True  # the composed config as a rich tree at the start
+
+
+@dataclass
 class TrainConfig:
     """The root of `conf/train.yaml` (and `conf/find_lr.yaml`)."""
 
@@ -62,10 +75,19 @@ class TrainConfig:
     callbacks: dict[str, Any] = field(default_factory=dict)  # name -> _target_ + arguments
     resizing: ResizingConfig = field(default_factory=ResizingConfig)  # image sizes per epoch/batch
     optimizer_switch: Any = field(default_factory=dict)  # empty, or a second optimizer + schedule
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training augmentation
+    extras: ExtrasConfig = field(default_factory=ExtrasConfig)
 
 
 SCHEMAS = {
-    "data": {"digits": DigitsConfig, "imagefolder": ImageFolderConfig, "cifar10": Cifar10Config},
+    "data": {
+        "digits": DigitsConfig,
+        "imagefolder": ImageFolderConfig,
+        "cifar10": Cifar10Config,
+        "cifar100": Cifar100Config,
+        "mnist": MnistConfig,
+        "fashion_mnist": FashionMnistConfig,
+    },
     "model": {"simple_cnn": SimpleCNNConfig, "timm": TimmConfig},
     "scheduler": {name: schema for name, (_, schema) in SCHEDULES.items()},
 }
@@ -79,6 +101,8 @@ def register_configs() -> None:
     """Make the schemas known to Hydra (idempotent); the entry points call it on import."""
     from hydra.core.config_store import ConfigStore
 
+    if not OmegaConf.has_resolver("lrlab.join"):  # `${lrlab.join:${tags}}` in a run-dir name
+        OmegaConf.register_new_resolver("lrlab.join", join_tags)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for group, schemas in SCHEMAS.items():
@@ -87,6 +111,12 @@ def register_configs() -> None:
     # A plain node (not a dataclass): optimizer configs also hold the torch class's arguments.
     cs.store(group="schema/optimizer", name="lr_scaling", node=asdict(LrScalingConfig()))
     cs.store(group="schema/optimizer_switch", name="default", node=OptimizerSwitchConfig)
+
+
+def join_tags(tags: Any, separator: str = "-") -> str:
+    """`[a, b]` -> `a-b` (`untagged` for none): tags as one path-safe name."""
+    names = [str(t).replace("/", "_") for t in (tags or [])]
+    return separator.join(names) or "untagged"
 
 
 def check_config(cfg: DictConfig) -> None:

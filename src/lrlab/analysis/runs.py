@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from lrlab.tracking.evaluations import latest_test
+
 RECORD_FILES = ("summary.json", "metrics.jsonl", ".hydra/overrides.yaml")
 # The runs frame's first columns, in every frame; summary.json's other fields follow.
 RUN_COLUMNS = ("path", "status", "seed", "overrides", "error", "epochs", "wall_time_s")
@@ -112,6 +114,9 @@ def _run_row(
     run_dir: Path, summary: dict[str, Any] | None, overrides: list[str], epoch_rows: int
 ) -> dict[str, Any]:
     fields = {k: v for k, v in (summary or {}).items() if _is_scalar(v)}
+    test = latest_test(run_dir)  # eval.py's newest test-split evaluation (eval.json)
+    if test is not None:
+        fields.update(test_acc=test.get("accuracy"), test_loss=test.get("loss"))
     error = fields.get("error") or ("no summary.json" if not summary else None)
     return {
         **{k: None if _is_non_finite(v) else v for k, v in fields.items()},

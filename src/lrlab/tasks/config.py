@@ -38,6 +38,7 @@ from lrlab.optim.lr_scaling import SCALING_KEYS, LrScalingConfig, scaling_settin
 from lrlab.optim.schedule_checks import scheduler_params
 from lrlab.optim.schedules import SCHEDULES
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
+from lrlab.tasks.evaluate import EvalConfig
 from lrlab.tracking import LoggerConfig
 
 
@@ -105,6 +106,7 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("lrlab.join", join_tags)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

@@ -20,7 +20,7 @@ def config_tree(cfg: DictConfig, first: Sequence[str] = FIRST):
     keys = [k for k in first if k in cfg] + [k for k in cfg if k not in first]
     for key in keys:
         branch = tree.add(str(key), style="bold", guide_style="dim")
-        node = cfg[key] if key in cfg else None
+        node = cfg.get(key)
         if isinstance(node, DictConfig):
             try:
                 text = OmegaConf.to_yaml(node, resolve=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import textwrap
 import sys
+import textwrap
 from pathlib import Path
 
 import torch

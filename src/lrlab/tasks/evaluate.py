@@ -150,7 +150,7 @@ def metrics(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -
     per_class = confusion.diag() / confusion.sum(1).clamp(min=1)
     loss = nn.functional.nll_loss(probs.clamp(min=1e-12).log(), labels)
     return {
-        "accuracy": (predicted == labels).float().mean().item(),
+        "accuracy": (predicted == labels).sum().item() / len(labels),
         "loss": loss.item(),
         "n": len(labels),
         "per_class_accuracy": dict(zip(class_names, per_class.tolist(), strict=True)),

@@ -42,7 +42,8 @@ def group_table(c: Comparison) -> str:
             format_mean_std(s[f"best_{m}"], 4, n),
             format_mean_std(s["best_epoch"], 1, n),
         ]
-        row += [format_mean_std(s["test_acc"], 4)] * test
+        if test:
+            row.append(format_mean_std(s["test_acc"], 4))
         if c.target is not None:
             cell = format_mean_std(s["epochs_to_target"], 1)
             row.append(f"{cell} ({s['reached_target']}/{n} reached)" if n else cell)

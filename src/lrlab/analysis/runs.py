@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lrlab.tracking.evaluations import latest_test
-
 RECORD_FILES = ("summary.json", "metrics.jsonl", ".hydra/overrides.yaml")
 # The runs frame's first columns, in every frame; summary.json's other fields follow.
 RUN_COLUMNS = ("path", "status", "seed", "overrides", "error", "epochs", "wall_time_s")
@@ -128,6 +126,13 @@ def _run_row(
         "epochs": _epochs_done(summary, epoch_rows),
         "wall_time_s": _finite(fields.get("wall_time_s")),
     }
+
+
+def latest_test(run_dir: Path) -> dict[str, Any] | None:
+    """eval.py's newest test-split evaluation in `eval.json` (lrlab.tracking.evaluations)."""
+    entries = _read_json(run_dir / "eval.json") or {}
+    tests = [e for e in entries.values() if isinstance(e, dict) and e.get("split") == "test"]
+    return max(tests, key=lambda e: str(e.get("evaluated_at", "")), default=None)
 
 
 def _run_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -30,13 +30,3 @@ def add_evaluation(run_dir: Path, key: str, result: dict[str, Any]) -> Path:
     path = Path(run_dir) / EVAL_FILE
     write_json_atomic(path, json_safe(entries))
     return path
-
-
-def latest_test(run_dir: Path) -> dict[str, Any] | None:
-    """The newest evaluation on the test split (what `lrlab-compare` shows as test_acc)."""
-    try:
-        entries = read_evaluations(run_dir)
-    except ConfigError:
-        return None
-    tests = [e for e in entries.values() if isinstance(e, dict) and e.get("split") == "test"]
-    return max(tests, key=lambda e: str(e.get("evaluated_at", "")), default=None)

@@ -17,7 +17,7 @@ from lrlab.engine.step import TrainStep
 from lrlab.errors import ConfigError
 from lrlab.tasks.build import trained_augment
 from lrlab.tasks.config import check_config
-from tests.helpers import build_data_from
+from tests.helpers import FLOWERS, build_data_from, requires_flowers
 
 AUGMENTS = ["none", "crop_flip", "pad_crop", "trivialaugment", "randaugment"]
 
@@ -204,3 +204,25 @@ def test_show_batch_bad_override_is_one_line(capsys):
     assert show_batch.main(["augment=nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@requires_flowers()
+@pytest.mark.slow
+@pytest.mark.parametrize("augment", AUGMENTS)
+def test_every_augmentation_trains_on_the_flowers_and_shows_in_the_grid(
+    make_cfg, tmp_path, monkeypatch, augment
+):
+    from lrlab.cli import show_batch
+    from lrlab.tasks.train import train
+
+    common = [
+        "data=flowers", f"data.root={FLOWERS}", "data.image_size=32", "data.cache_images=false",
+        f"augment={augment}", "augment/batch=mixup_cutmix", "augment.random_erasing=0.25",
+    ]  # fmt: skip
+    cfg = make_cfg(
+        *common, "trainer.epochs=1", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2", "trainer.checkpoint=false",
+    )  # fmt: skip
+    assert train(cfg)["status"] == "completed"
+    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
+    assert show_batch.main([*common, "--out", str(tmp_path / "grid.png"), "--n", "4"]) == 0

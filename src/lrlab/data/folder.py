@@ -134,8 +134,9 @@ def image_folder(
         image_size, mean, std, effective_augment(augmentation, augment)
     )
     augment = train_tf is not val_tf
-    if test_dir is not None:
-        test_set = folder(test_dir, val_tf)
+    if test_scan is not None:
+        test_scan.transform = val_tf  # scanned once above
+        test_set = test_scan
     else:
         test_set = Subset(folder(root_dir, val_tf), test_idx) if test_idx else None
 

@@ -2,7 +2,7 @@
 
 Every run writes its local records (`records.RunRecorder`: metrics.jsonl, summary.json).
 Trackers add to them, one per entry of the `logger` group: `logger=csv` (`csv_log`),
-`logger=wandb` (`wandb_tracker`), `logger=tensorboard` (`tensorboard_tracker`), or several
+`logger=wandb` (`wandb_tracker`), `logger=tensorboard` (`tensorboard_tracker`), `logger=mlflow`, or several
 (`logger=[csv,wandb]`). Trackers never raise into training.
 """
 
@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from lrlab.parallel import is_main_process
 from lrlab.tracking.base import Tracker
 from lrlab.tracking.csv_log import CsvConfig
+from lrlab.tracking.mlflow_tracker import MlflowConfig
 from lrlab.tracking.records import RunRecorder, read_jsonl
 from lrlab.tracking.tensorboard_tracker import TensorBoardConfig
 from lrlab.tracking.wandb_tracker import WandbConfig
@@ -30,6 +31,7 @@ class LoggerConfig:
     csv: CsvConfig | None = None
     wandb: WandbConfig | None = None
     tensorboard: TensorBoardConfig | None = None
+    mlflow: MlflowConfig | None = None
 
 
 def build_trackers(
@@ -60,4 +62,8 @@ def build_trackers(
                 list(run_config.get("tags") or []),
             )
         )
+    if logger_cfg.get("mlflow") is not None:
+        from lrlab.tracking.mlflow_tracker import MlflowTracker
+
+        trackers.append(MlflowTracker(logger_cfg.mlflow, run_config, run_dir))
     return trackers

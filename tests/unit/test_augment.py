@@ -226,3 +226,23 @@ def test_every_augmentation_trains_on_the_flowers_and_shows_in_the_grid(
     assert train(cfg)["status"] == "completed"
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
     assert show_batch.main([*common, "--out", str(tmp_path / "grid.png"), "--n", "4"]) == 0
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_a_mixup_run_resumed_mid_epoch_stays_exact(make_cfg, monkeypatch, precision):
+    """MixUp draws from the RNG the checkpoint holds: the resumed records equal the
+    uninterrupted run's (in mixed precision too)."""
+    import signal
+
+    from lrlab.tasks.train import train
+    from tests.helpers.interrupts import SignalAt, add_callback
+    from tests.integration.test_resume import COMMON, auto, records, uninterrupted
+
+    extra = ["augment/batch=mixup_cutmix", f"trainer.precision={precision}"]
+    _, full_rows = uninterrupted(make_cfg, *extra)
+    cfg = make_cfg(*COMMON, *extra, out="cut")
+    with monkeypatch.context() as m:
+        add_callback(m, lambda: SignalAt(signal.SIGTERM, "on_step_start", step=8))
+        train(cfg)
+    train(auto(cfg))
+    assert records(cfg)[1] == full_rows

@@ -133,7 +133,7 @@ def image_folder(
     train_tf, val_tf = image_transforms(
         image_size, mean, std, effective_augment(augmentation, augment)
     )
-    augment = train_tf is not val_tf
+    augmented = train_tf is not val_tf  # what the image cache stores depends on it
     if test_scan is not None:
         test_scan.transform = val_tf  # scanned once above
         test_set = test_scan
@@ -153,7 +153,7 @@ def image_folder(
             mean,
             std,
             image_size,
-            augment,
+            augmented,
             cache_short_side,
             cache_max_gb,
         )

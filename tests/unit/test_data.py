@@ -107,9 +107,14 @@ def test_cifar10_loads_from_local_files(make_cfg, tmp_path, monkeypatch):
     # The fake files cannot match torchvision's published md5 sums; everything else is real.
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
     data = build_data_from(
-        make_cfg("data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.download=false")
+        make_cfg(
+            "data=cifar10",
+            f"data.root={tmp_path / 'cifar'}",
+            "data.download=false",
+            "data.val_size=4",
+        )
     )
-    assert data.num_classes == 10 and len(data.train_loader.dataset) == 20
+    assert data.num_classes == 10 and len(data.train_loader.dataset) == 16  # 4 validate
     x, _y = next(iter(data.train_loader))
     assert x.shape[1:] == (3, 32, 32)
 

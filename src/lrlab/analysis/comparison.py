@@ -74,7 +74,8 @@ class Comparison:
     def stat_columns(self) -> list[str]:
         m = self.metric
         columns = [f"final_{m}", f"best_{m}", "best_epoch", "wall_time_s"]
-        return columns + (["epochs_to_target"] if self.target is not None else [])
+        columns += ["epochs_to_target"] if self.target is not None else []
+        return columns + (["test_acc"] if "test_acc" in self.runs else [])
 
     def curves_figure(self, metrics: Sequence[str] | None = None) -> Figure:
         from lrlab.analysis import figures
@@ -146,6 +147,9 @@ def compare(
 
     columns = [f"final_{metric}", f"best_{metric}", "best_epoch", "wall_time_s"]
     columns += ["epochs_to_target"] if target is not None else []
+    if "test_acc" in frames.runs and frames.runs["test_acc"].notna().any():  # eval.py's
+        runs["test_acc"] = pd.to_numeric(frames.runs["test_acc"], errors="coerce")
+        columns.append("test_acc")
     groups = stats.group_stats(runs, columns)
     groups.insert(0, "overrides", list(labels))
     if target is not None:

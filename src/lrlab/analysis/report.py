@@ -26,6 +26,8 @@ def group_table(c: Comparison) -> str:
     """One row per group: runs, status counts, mean ± std of the numbers."""
     m = c.metric
     header = ["group", "runs", "status", f"final {m}", f"best {m}", "best epoch"]
+    test = "test_acc" in c.stat_columns  # eval.py's held-out accuracy, beside validation
+    header += ["test acc (eval.py)"] * test
     if c.target is not None:
         header.append(f"epochs to {'≤' if is_loss(m) else '≥'} {c.target:g}")
     header.append("wall time (s)")
@@ -40,6 +42,8 @@ def group_table(c: Comparison) -> str:
             format_mean_std(s[f"best_{m}"], 4, n),
             format_mean_std(s["best_epoch"], 1, n),
         ]
+        if test:
+            row.append(format_mean_std(s["test_acc"], 4))
         if c.target is not None:
             cell = format_mean_std(s["epochs_to_target"], 1)
             row.append(f"{cell} ({s['reached_target']}/{n} reached)" if n else cell)

@@ -112,6 +112,9 @@ def _run_row(
     run_dir: Path, summary: dict[str, Any] | None, overrides: list[str], epoch_rows: int
 ) -> dict[str, Any]:
     fields = {k: v for k, v in (summary or {}).items() if _is_scalar(v)}
+    test = latest_test(run_dir)  # eval.py's newest test-split evaluation (eval.json)
+    if test is not None:
+        fields.update(test_acc=test.get("accuracy"), test_loss=test.get("loss"))
     error = fields.get("error") or ("no summary.json" if not summary else None)
     return {
         **{k: None if _is_non_finite(v) else v for k, v in fields.items()},
@@ -123,6 +126,13 @@ def _run_row(
         "epochs": _epochs_done(summary, epoch_rows),
         "wall_time_s": _finite(fields.get("wall_time_s")),
     }
+
+
+def latest_test(run_dir: Path) -> dict[str, Any] | None:
+    """eval.py's newest test-split evaluation in `eval.json` (lrlab.tracking.evaluations)."""
+    entries = _read_json(run_dir / "eval.json") or {}
+    tests = [e for e in entries.values() if isinstance(e, dict) and e.get("split") == "test"]
+    return max(tests, key=lambda e: str(e.get("evaluated_at", "")), default=None)
 
 
 def _run_columns(rows: list[dict[str, Any]]) -> list[str]:

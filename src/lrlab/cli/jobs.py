@@ -61,6 +61,12 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
         (out / name).write_text(OmegaConf.to_yaml(node))
 
 
+def first_job() -> bool:
+    """A single run, or a sweep's first job: the config tree is printed once per command."""
+    hc = hydra_runtime()
+    return not is_multirun() or hc is None or int(hc.job.get("num") or 0) == 0
+
+
 def set_up_launcher_worker() -> None:
     """In a job that a launcher runs beside others on this machine (joblib's `n_jobs`): tell
     `lrlab.parallel` how many run at once, so each job takes its share of the cores; give
@@ -163,6 +169,10 @@ def train_job(cfg: DictConfig) -> float | None:
                 with refusal_noted(run_dir):
                     check_writable(run_dir)
                 write_hydra_files(run_dir, cfg)
+                if cfg.get("extras", {}).get("print_config", False) and first_job():
+                    from lrlab.cli.config_tree import print_config
+
+                    print_config(cfg)
             return train(cfg, start, current_overrides())
 
     summary = run_job(task, cfg) or {}

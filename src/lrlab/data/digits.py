@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import MISSING
 from torch.utils.data import TensorDataset
 
+from lrlab.data.augment import effective_augment, random_erasing, sample_ops
 from lrlab.data.loaders import DataConfig, DataSets
 from lrlab.data.split import check_split_settings, stratified_split
+from lrlab.errors import ConfigError
 
 
 @dataclass
@@ -20,15 +24,34 @@ class DigitsConfig(DataConfig):
     image_size: int = MISSING  # the 8x8 images are upsampled to this
     val_fraction: float = MISSING
     split_seed: int = MISSING  # the split stays fixed across `seed`
+    test_fraction: float = MISSING  # >0: a stratified held-out test split (eval.py), taken first
+    augment: bool = MISSING  # false: train without the augment group's batch transform
+    augmentation: Any = MISSING  # the `augment` group: only its batch part (mixup, cutmix)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_split_settings(self.val_fraction, self.image_size, self.split_seed)
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError(f"data.test_fraction must be in [0, 1), got {self.test_fraction}")
 
 
-def digits(image_size: int, val_fraction: float, split_seed: int) -> DataSets:
+def digits(
+    image_size: int,
+    val_fraction: float,
+    split_seed: int,
+    test_fraction: float = 0.0,
+    augment: bool = True,
+    augmentation: Any = None,
+) -> DataSets:
     """Upsampled to `image_size`, stratified split, normalised with the train split's mean/std."""
     from sklearn.datasets import load_digits
+
+    chosen = effective_augment(augmentation, augment)
+    if sample_ops(chosen) or random_erasing(chosen):  # the images are tensors, not photos
+        raise ConfigError(
+            f"data=digits takes no per-sample augmentation (augment={chosen.get('name')}): use "
+            "augment=none, with augment/batch=mixup or cutmix if you like"
+        )
 
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # N,1,8,8
@@ -36,7 +59,12 @@ def digits(image_size: int, val_fraction: float, split_seed: int) -> DataSets:
         images, size=(image_size, image_size), mode="bilinear", align_corners=False
     )
     labels = torch.tensor(digits.target, dtype=torch.long)
-    train_idx, val_idx = stratified_split(digits.target, val_fraction, split_seed)
+    kept, test_idx = np.arange(len(labels)), np.array([], dtype=int)
+    if test_fraction:
+        kept_pos, test_pos = stratified_split(digits.target, test_fraction, split_seed)
+        kept, test_idx = kept[kept_pos], kept[test_pos]
+    train_pos, val_pos = stratified_split(digits.target[kept], val_fraction, split_seed)
+    train_idx, val_idx = kept[train_pos], kept[val_pos]
     train_images = images[train_idx]
     mean, std = train_images.mean(), train_images.std()  # train split only: no val leakage
     images = (images - mean) / std
@@ -46,4 +74,5 @@ def digits(image_size: int, val_fraction: float, split_seed: int) -> DataSets:
         class_names=[str(d) for d in digits.target_names],
         in_channels=1,
         image_size=image_size,
+        test=TensorDataset(images[test_idx], labels[test_idx]) if len(test_idx) else None,
     )

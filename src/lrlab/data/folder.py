@@ -13,11 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import MISSING
 from torch.utils.data import Subset
 
+from lrlab.data.augment import effective_augment
 from lrlab.data.cache import cached_datasets
 from lrlab.data.folder_links import check_links
 from lrlab.data.loaders import DataConfig, DataSets
@@ -40,20 +42,26 @@ class ImageFolderConfig(DataConfig):
     batch_size: int = MISSING
     root: str | None = MISSING  # required: data.root=/path/to/images
     val_root: str | None = MISSING  # a separate validation folder with the same classes
+    test_root: str | None = MISSING  # a held-out test folder with the same classes (eval.py)
+    test_fraction: float = MISSING  # else: a stratified test split of root, held out first
     image_size: int = MISSING  # train: random resized crop to this; val: resize + center crop
     val_fraction: float = MISSING  # used when val_root is null
     split_seed: int = MISSING
-    augment: bool = MISSING  # random resized crop (scale 0.7-1) + horizontal flip
+    augment: bool = MISSING  # false: train without the augment group
+    augmentation: Any = MISSING  # the `augment` group (pick it with augment=...)
     normalize: str = MISSING  # dataset: the train split's mean/std | imagenet: ImageNet's
     cache_images: bool = MISSING  # decode once into memory (4 bytes/pixel) instead of every epoch
     cache_max_gb: float = MISSING  # above this: a warning, and decoding every epoch instead
     cache_short_side: int | None = MISSING  # stored train images' short side
     stats_dir: str = MISSING  # where the channel statistics are cached (paths.data_dir)
-    follow_links: bool = False  # read links out of data.root (a link inside it is refused)
+    follow_links: bool = MISSING  # read links out of data.root (a link inside it is refused)
+    about: str | None = MISSING  # what the data set is and where to get it (named when missing)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_split_settings(self.val_fraction, self.image_size, self.split_seed)
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError(f"data.test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.normalize not in NORMALIZE_OPTIONS:
             raise ConfigError(
                 f"data.normalize={self.normalize!r} is not one of {NORMALIZE_OPTIONS}"
@@ -73,12 +81,18 @@ def image_folder(
     cache_short_side: int | None,
     stats_dir: str,
     follow_links: bool = False,
+    augmentation: Any = None,
+    test_root: str | None = None,
+    test_fraction: float = 0.0,
+    about: str | None = None,
 ) -> DataSets:
     from torchvision.datasets import ImageFolder
 
-    root_dir = check_image_root(root, "data.root")
+    root_dir = check_image_root(root, "data.root", about)
     val_dir = check_image_root(val_root, "data.val_root") if val_root else None
-    for folder_dir, key in ((root_dir, "data.root"), (val_dir, "data.val_root")):
+    test_dir = check_image_root(test_root, "data.test_root") if test_root else None
+    folders = ((root_dir, "data.root"), (val_dir, "data.val_root"), (test_dir, "data.test_root"))
+    for folder_dir, key in folders:
         if folder_dir is not None:  # each real image once: no loops, no links read twice
             check_links(folder_dir, key, follow_links)
 
@@ -90,14 +104,12 @@ def image_folder(
 
     scan = folder(root_dir, None)
     check_scan(root_dir, scan.classes)
+    kept = list(range(len(scan)))  # root's images that train or validate (not the test split)
+    test_idx: list[int] = []
+    if test_fraction and test_dir is None:
+        kept, test_idx = split_of(scan, kept, test_fraction, split_seed, root_dir, stats_dir)
     if val_dir is None:
-        labels = np.array(scan.targets)
-        if np.bincount(labels).min() < 2:
-            raise ConfigError(f"{root_dir}: every class folder needs at least 2 images for a split")
-        files = [str(Path(p).relative_to(root_dir)) for p, _ in scan.samples]
-        train_idx, val_idx = remembered_split(
-            files, labels, val_fraction, split_seed, Path(stats_dir)
-        )
+        train_idx, val_idx = split_of(scan, kept, val_fraction, split_seed, root_dir, stats_dir)
         val_samples = [scan.samples[i] for i in val_idx]
     else:
         val_scan = folder(val_dir, None)
@@ -106,21 +118,39 @@ def image_folder(
             raise ConfigError(
                 f"data.val_root classes {val_scan.classes} differ from data.root's {scan.classes}"
             )
-        train_idx, val_idx = list(range(len(scan))), None
+        train_idx, val_idx = kept, None
         val_samples = list(val_scan.samples)
     train_samples = [scan.samples[i] for i in train_idx]
 
     train_files = [p for p, _ in train_samples]
     all_files = [p for p, _ in scan.samples] + ([p for p, _ in val_samples] if val_dir else [])
+    test_scan = folder(test_dir, None) if test_dir else None
+    if test_scan is not None:
+        check_scan(test_dir, test_scan.classes)
+        if test_scan.classes != scan.classes:
+            raise ConfigError(
+                f"data.test_root classes {test_scan.classes} differ from data.root's {scan.classes}"
+            )
+        all_files += [p for p, _ in test_scan.samples]
     if normalize == "imagenet":  # what ImageNet-pretrained models saw
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         check_images(all_files)
     else:
         mean, std = channel_stats(train_files, all_files, image_size, Path(stats_dir))
-    train_tf, val_tf = image_transforms(image_size, mean, std, augment=augment)
+    train_tf, val_tf = image_transforms(
+        image_size, mean, std, effective_augment(augmentation, augment)
+    )
+    augmented = train_tf is not val_tf  # what the image cache stores depends on it
+    if test_scan is not None:
+        test_scan.transform = val_tf  # scanned once above
+        test_set = test_scan
+    else:
+        test_set = Subset(folder(root_dir, val_tf), test_idx) if test_idx else None
 
     def sets(train, val) -> DataSets:
-        return DataSets(train, val, scan.classes, in_channels=3, image_size=image_size)
+        return DataSets(
+            train, val, scan.classes, 3, image_size, test=test_set, eval_transform=val_tf
+        )
 
     if cache_images:
         cached = cached_datasets(
@@ -130,7 +160,7 @@ def image_folder(
             mean,
             std,
             image_size,
-            augment,
+            augmented,
             cache_short_side,
             cache_max_gb,
         )
@@ -142,12 +172,27 @@ def image_folder(
     return sets(train_set, folder(val_dir, val_tf))
 
 
-def check_image_root(path: str | None, key: str) -> Path:
+def split_of(
+    scan, indices: list[int], fraction: float, seed: int, root: Path, stats_dir: str
+) -> tuple[list[int], list[int]]:
+    """A stratified, remembered split of `scan`'s `indices` (sorted indices into `scan`)."""
+    labels = np.array([scan.targets[i] for i in indices])
+    if np.bincount(labels).min() < 2:
+        raise ConfigError(f"{root}: every class folder needs at least 2 images for a split")
+    files = [str(Path(scan.samples[i][0]).relative_to(root)) for i in indices]
+    kept, held = remembered_split(files, labels, fraction, seed, Path(stats_dir))
+    return [indices[i] for i in kept], [indices[i] for i in held]
+
+
+def check_image_root(path: str | None, key: str, about: str | None = None) -> Path:
+    where = f": {about}" if about else ""
     if path in (None, "", "???"):
-        raise ConfigError(f"{key} is not set: point it at a folder with one subfolder per class")
+        raise ConfigError(
+            f"{key} is not set: point it at a folder with one subfolder per class{where}"
+        )
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"{key}={path!r} does not exist or is not a directory")
+        raise ConfigError(f"{key}={path!r} does not exist or is not a directory{where}")
     if not any(p.is_dir() for p in root.iterdir()):
         raise ConfigError(f"{key}={path!r} has no class subfolders")
     return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ class DataSets:
     class_names: list[str]
     in_channels: int
     image_size: int
+    # The held-out test split, or None; only eval.py reads it (lrlab.data.evaluation).
+    test: Dataset | None = None
+    eval_transform: Callable | None = None  # an image file -> the model's input (predict)
 
 
 @dataclass
@@ -53,7 +57,9 @@ LOADER_KEYS = ("name", "batch_size")
 
 def load_datasets(data_cfg: DictConfig) -> DataSets:
     """Call the config's `_target_` with every key but the loader's (name, batch_size)."""
-    kwargs = {k: v for k, v in data_cfg.items() if k not in LOADER_KEYS}
+    # Resolved while attached to the whole config: `data.augmentation` refers to other keys.
+    resolved = OmegaConf.to_container(data_cfg, resolve=True)
+    kwargs = {k: v for k, v in resolved.items() if k not in LOADER_KEYS}
     datasets = instantiate(OmegaConf.create(kwargs), _convert_="all")
     if not isinstance(datasets, DataSets):
         raise ConfigError(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -12,23 +13,21 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def image_transforms(
-    size: int, mean: list[float], std: list[float], augment: bool
+    size: int, mean: list[float], std: list[float], augment: Mapping[str, Any]
 ) -> tuple[Callable, Callable]:
-    """(train, val): random resized crop (scale 0.7-1) + flip when `augment`; val resize+crop."""
+    """(train, val): the `augment` group's per-sample ops (lrlab.data.augment) then the tensor
+    and normalisation, then random erasing; val: resize + center crop. `train is val` when
+    nothing augments."""
     from torchvision.transforms import v2
+
+    from lrlab.data.augment import random_erasing, sample_ops
 
     to_tensor = normalize_transforms(mean, std)
     val = v2.Compose([*val_geometry(size), *to_tensor])
-    if not augment:
+    ops, erasing = sample_ops(augment), random_erasing(augment)
+    if not ops and not erasing:
         return val, val
-    train = v2.Compose(
-        [
-            v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-            *to_tensor,
-        ]
-    )
-    return train, val
+    return v2.Compose([*(ops or val_geometry(size)), *to_tensor, *erasing]), val
 
 
 def val_geometry(size: int) -> list[Callable]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -46,8 +46,11 @@ class TrainStep:
         precision: str = "32",
         grad_clip: float | None = None,
         label_smoothing: float = 0.0,
+        batch_transform: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None,
     ) -> None:
         self.model, self.optimizer, self.device = model, optimizer, device
+        # On the device, before the forward pass: mixup / cutmix (augment.batch), soft labels out
+        self.batch_transform = batch_transform
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.precision = str(precision)
         self.autocast_dtype = PRECISIONS[self.precision]
@@ -73,13 +76,15 @@ class TrainStep:
         for x, y in batches:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
+            if self.batch_transform is not None:
+                x, y = self.batch_transform(x, y)
             with self.autocast():
                 logits = self.model(x)
-                loss = self.loss_fn(logits, y)
+                loss = self.loss_fn(logits, y)  # class indices, or probabilities (soft labels)
             # Weight by samples so a short last group counts each sample like any other.
             self.scaler.scale(loss * (len(y) / n_total)).backward()
             loss_sum += loss.detach().float() * len(y)
-            correct += (logits.argmax(1) == y).sum()
+            correct += (logits.argmax(1) == hard_labels(y)).sum()
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -95,6 +100,11 @@ class TrainStep:
 
     def reduce_sums(self, totals: torch.Tensor) -> torch.Tensor:
         return totals
+
+
+def hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices; soft labels (mixup, cutmix) count as their dominant class."""
+    return y.argmax(1) if y.ndim == 2 else y
 
 
 def grouped(batches: Iterable[Batch], size: int) -> Iterator[list[Batch]]:

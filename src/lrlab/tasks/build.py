@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lrlab.data import DataBundle, build_data
+from lrlab.data.augment import batch_transform, effective_augment
 from lrlab.engine.distributed import (
     DistributedTrainStep,
     data_parallel,
@@ -41,6 +42,13 @@ class Components:
     optimizer: torch.optim.Optimizer
     step_fn: TrainStep
     lr_scaling: dict | None = None  # optimizer.lr_scaling's record (summary.json), if it scales
+
+
+def trained_augment(cfg: DictConfig) -> dict:
+    """The augmentation the run trains with (summary.json's `augment`): the `augment` group,
+    or none with `data.augment=false`."""
+    group = OmegaConf.to_container(cfg.augment, resolve=True) if cfg.get("augment") else None
+    return effective_augment(group, bool(cfg.data.get("augment", True)))
 
 
 def is_auto_lr(cfg: DictConfig) -> bool:
@@ -91,7 +99,13 @@ def build_components(cfg: DictConfig) -> Components:
     )
     step_type = DistributedTrainStep if is_distributed() else TrainStep
     step_fn = step_type(
-        step_model, optimizer, device, str(t.precision), t.grad_clip, t.label_smoothing
+        step_model,
+        optimizer,
+        device,
+        str(t.precision),
+        t.grad_clip,
+        t.label_smoothing,
+        batch_transform(trained_augment(cfg), data.num_classes),
     )
     return Components(device, data, model, freezer, optimizer, step_fn, scaling)
 

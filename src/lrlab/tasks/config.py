@@ -17,11 +17,17 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from lrlab.data.cifar import Cifar10Config
+from lrlab.data.augment import AugmentConfig
 from lrlab.data.digits import DigitsConfig
 from lrlab.data.folder import ImageFolderConfig
 from lrlab.data.loaders import LOADER_KEYS
 from lrlab.data.resizing import ResizingConfig, check_stages_fit
+from lrlab.data.torchvision_sets import (
+    Cifar10Config,
+    Cifar100Config,
+    FashionMnistConfig,
+    MnistConfig,
+)
 from lrlab.engine.config import TrainerConfig
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig
@@ -33,6 +39,7 @@ from lrlab.optim.lr_scaling import SCALING_KEYS, scaling_settings
 from lrlab.optim.scheduler import RESERVED_KEYS as SCHEDULER_KEYS
 from lrlab.optim.scheduler import check_scheduler
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching
+from lrlab.tasks.evaluate import EvalConfig
 from lrlab.tracking import LoggerConfig
 from lrlab.utils import import_target, is_number
 
@@ -43,6 +50,13 @@ class PathsConfig:
     data_dir: str = MISSING  # downloads and caches
     log_dir: str = MISSING  # every run's own dir is created below it
     output_dir: str = MISSING  # the run's own dir (set by Hydra: read it, don't set it)
+
+
+@dataclass
+class ExtrasConfig:
+    """`extras:` what a run does around its work (as lightning-hydra-template's)."""
+
+    print_config: bool = MISSING  # the composed config as a rich tree at the start
 
 
 @dataclass
@@ -63,10 +77,19 @@ class TrainConfig:
     callbacks: dict[str, Any] = MISSING  # name -> _target_ + arguments
     resizing: ResizingConfig = MISSING  # image sizes per epoch or batch
     optimizer_switch: Any = MISSING  # empty, or a second optimizer + schedule
+    augment: AugmentConfig = MISSING  # training augmentation (conf/augment/)
+    extras: ExtrasConfig = MISSING  # what a run does around its work (print_config)
 
 
 SCHEMAS = {
-    "data": {"digits": DigitsConfig, "imagefolder": ImageFolderConfig, "cifar10": Cifar10Config},
+    "data": {
+        "digits": DigitsConfig,
+        "imagefolder": ImageFolderConfig,
+        "cifar10": Cifar10Config,
+        "cifar100": Cifar100Config,
+        "mnist": MnistConfig,
+        "fashion_mnist": FashionMnistConfig,
+    },
     "model": {"simple_cnn": SimpleCNNConfig, "timm": TimmConfig},
 }
 # Keys of a `_target_` node that are not the target's arguments.
@@ -84,12 +107,21 @@ def register_configs() -> None:
     """Make the schemas known to Hydra (idempotent); the entry points call it on import."""
     from hydra.core.config_store import ConfigStore
 
+    if not OmegaConf.has_resolver("lrlab.join"):  # `${lrlab.join:${tags}}` in a run-dir name
+        OmegaConf.register_new_resolver("lrlab.join", join_tags)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
     cs.store(group="schema/optimizer_switch", name="default", node=OptimizerSwitchConfig)
+
+
+def join_tags(tags: Any, separator: str = "-") -> str:
+    """`[a, b]` -> `a-b` (`untagged` for none): tags as one path-safe name."""
+    names = [str(t).replace("/", "_") for t in (tags or [])]
+    return separator.join(names) or "untagged"
 
 
 def check_config(cfg: DictConfig) -> None:

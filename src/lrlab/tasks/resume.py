@@ -34,6 +34,7 @@ RESUMABLE_KEYS = (
     "logger",
     "paths",
     "tags",
+    "extras",  # printing the config tree or not
     "lr_find",
     "data.root",
     "data.val_root",

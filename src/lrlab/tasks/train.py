@@ -20,7 +20,7 @@ from lrlab.errors import ConfigError, RunDirError
 from lrlab.optim.param_groups import set_peak_lr
 from lrlab.parallel import world_size
 from lrlab.tasks.auto_lr import find_auto_lr
-from lrlab.tasks.build import build_components, is_auto_lr
+from lrlab.tasks.build import build_components, is_auto_lr, trained_augment
 from lrlab.tasks.config import check_config
 from lrlab.tasks.resume import Start, describe, plan_start
 from lrlab.tasks.run_plan import plan_run
@@ -58,7 +58,9 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
         recorder.restart_from(kept_rows)
     summary: dict[str, Any] = {
         "seed": cfg.seed,
+        "tags": list(cfg.get("tags") or []),
         "overrides": list(overrides),
+        "augment": trained_augment(cfg),  # what the train split was augmented with
         "versions": package_versions(),
         # data.batch_size is per process; the batch one optimizer step averages over:
         "world_size": world_size(),

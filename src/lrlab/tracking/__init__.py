@@ -2,8 +2,8 @@
 
 Every run writes its local records (`records.RunRecorder`: metrics.jsonl, summary.json).
 Trackers add to them, one per entry of the `logger` group: `logger=csv` (`csv_log`),
-`logger=wandb` (`wandb_tracker`), or both (`logger=[csv,wandb]`). Trackers never raise into
-training.
+`logger=wandb` (`wandb_tracker`), `logger=tensorboard` (`tensorboard_tracker`), `logger=mlflow`, or several
+(`logger=[csv,wandb]`). Trackers never raise into training.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from omegaconf import DictConfig
 from lrlab.parallel import is_main_process
 from lrlab.tracking.base import Tracker
 from lrlab.tracking.csv_log import CsvConfig
+from lrlab.tracking.mlflow_tracker import MlflowConfig
 from lrlab.tracking.records import RunRecorder, read_jsonl
+from lrlab.tracking.tensorboard_tracker import TensorBoardConfig
 from lrlab.tracking.wandb_tracker import WandbConfig
 
 __all__ = ["LoggerConfig", "RunRecorder", "Tracker", "build_trackers", "read_jsonl"]
@@ -28,6 +30,8 @@ class LoggerConfig:
 
     csv: CsvConfig | None = None
     wandb: WandbConfig | None = None
+    tensorboard: TensorBoardConfig | None = None
+    mlflow: MlflowConfig | None = None
 
 
 def build_trackers(
@@ -47,4 +51,19 @@ def build_trackers(
         from lrlab.tracking.wandb_tracker import WandbTracker
 
         trackers.append(WandbTracker(logger_cfg.wandb, run_config, run_dir, job_type))
+    if logger_cfg.get("tensorboard") is not None:
+        from lrlab.tracking.tensorboard_tracker import TensorBoardTracker
+
+        tb = logger_cfg.tensorboard
+        trackers.append(
+            TensorBoardTracker(
+                run_dir / tb.get("subdir", "tensorboard"),
+                int(tb.get("flush_secs", 30)),
+                list(run_config.get("tags") or []),
+            )
+        )
+    if logger_cfg.get("mlflow") is not None:
+        from lrlab.tracking.mlflow_tracker import MlflowTracker
+
+        trackers.append(MlflowTracker(logger_cfg.mlflow, run_config, run_dir))
     return trackers

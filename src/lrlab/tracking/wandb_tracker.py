@@ -31,6 +31,8 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 OFFLINE_MARKER = ".wandb_offline"
 # Run statuses that W&B should show as crashed (a diverged run finished its job: it stopped).
 _FAILED_STATUSES = ("failed", "interrupted", "preempted")
+# In the run dir: the W&B run's id, so that a resumed run (trainer.resume) continues that run.
+RUN_ID_FILE = "wandb_run_id"
 
 
 @dataclass
@@ -153,6 +155,9 @@ class WandbTracker:
                 f"not reach it ({marker})"
             )
             mode = "offline"
+        id_file = self.run_dir / RUN_ID_FILE
+        if id_file.is_file():  # this dir's run is being resumed: continue its W&B run
+            kwargs.update(id=id_file.read_text().strip(), resume="allow")
         wandb_dir = self.run_dir / "wandb"
         earlier = set(wandb_dir.iterdir()) if wandb_dir.is_dir() else set()
         try:
@@ -178,6 +183,8 @@ class WandbTracker:
             mode = "offline"
             self.run = self._init(wandb, mode, kwargs)
         self.mode = mode
+        with contextlib.suppress(OSError):  # best effort: only a later resume needs it
+            id_file.write_text(f"{self.run.id}\n")
         self.run.define_metric("trainer/step")
         self.run.define_metric("trainer/epoch")
         self.run.define_metric("*", step_metric="trainer/step")

@@ -61,7 +61,9 @@ def digits(
     labels = torch.tensor(digits.target, dtype=torch.long)
     kept, test_idx = np.arange(len(labels)), np.array([], dtype=int)
     if test_fraction:
-        kept_pos, test_pos = stratified_split(digits.target, test_fraction, split_seed)
+        kept_pos, test_pos = stratified_split(
+            digits.target, test_fraction, split_seed, "data.test_fraction"
+        )
         kept, test_idx = kept[kept_pos], kept[test_pos]
     train_pos, val_pos = stratified_split(digits.target[kept], val_fraction, split_seed)
     train_idx, val_idx = kept[train_pos], kept[val_pos]

@@ -15,11 +15,15 @@ from lrlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Sorted train and validation indices with the class proportions of `labels` in both."""
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, seed: int, key: str = "data.val_fraction"
+) -> tuple[list, list]:
+    """Sorted train and validation indices with the class proportions of `labels` in both.
+    `val_fraction` is a fraction of the images, or (an int) their number, as scikit-learn's
+    `test_size`; `key` is the config key an error names."""
     from sklearn.model_selection import train_test_split
 
-    check_split_sizes(labels, val_fraction)
+    check_split_sizes(labels, val_fraction, key)
     indices = np.arange(len(labels))
     train_idx, val_idx = train_test_split(
         indices, test_size=val_fraction, stratify=labels, random_state=seed
@@ -53,16 +57,24 @@ def remembered_split(
     return train_idx, val_idx
 
 
-def check_split_sizes(labels: np.ndarray, val_fraction: float) -> None:
+def check_split_sizes(
+    labels: np.ndarray, val_fraction: float, key: str = "data.val_fraction"
+) -> None:
     """A stratified split needs every class in both parts: at least as many images on each
     side as there are classes (scikit-learn's rounding: validation ceil, train the rest)."""
     n, classes = len(labels), len(np.unique(labels))
-    n_val = int(np.ceil(val_fraction * n))
+    is_count = isinstance(val_fraction, int | np.integer)
+    n_val = int(val_fraction) if is_count else int(np.ceil(val_fraction * n))
     if min(n_val, n - n_val) < classes:
+        valid = (
+            f"{classes} to {n - classes}"
+            if is_count
+            else f"{classes / n:.3g} to {(n - classes) / n:.3g}"
+        )
         raise ConfigError(
-            f"data.val_fraction={val_fraction} splits {n} images into {n - n_val} train and "
-            f"{n_val} validation, fewer than the {classes} classes each part needs; use a "
-            f"val_fraction from {classes / n:.3g} to {(n - classes) / n:.3g}"
+            f"{key}={val_fraction} splits {n} images into {n - n_val} train and "
+            f"{n_val} held out, fewer than the {classes} classes each part needs; use a "
+            f"{key.rsplit('.', 1)[-1]} from {valid}"
         )
 
 

@@ -143,7 +143,7 @@ def torchvision_dataset(
         raise ConfigError(
             f"data.val_size={val_size} leaves no training images ({src.title} has {len(targets)})"
         )
-    train_idx, val_idx = stratified_split(targets, val_size, split_seed)
+    train_idx, val_idx = stratified_split(targets, val_size, split_seed, "data.val_size")
     return DataSets(
         Subset(train, train_idx),
         Subset(train_plain, val_idx),

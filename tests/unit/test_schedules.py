@@ -532,7 +532,7 @@ def test_torch_and_timm_schedulers_resume_exactly_from_their_state(name, shorter
     buf = io.BytesIO()
     torch.save({"optimizer": opt_a.state_dict(), "scheduler": sched_a.state_dict()}, buf)
     buf.seek(0)
-    state = torch.load(buf, weights_only=False)  # timm's state holds its own objects
+    state = torch.load(buf, weights_only=True)  # as the checkpoint loads it
     opt_b = make_opt()
     sched_b = build(cfg, opt_b)
     opt_b.load_state_dict(state["optimizer"])

@@ -72,7 +72,7 @@ def one_line(error: BaseException) -> str:
         if is_dataclass(schema):
             allowed = [f.name for f in fields(schema)]
         else:  # a node without a schema (an optimizer): its own keys
-            allowed = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
+            allowed = [str(k) for k in parent] if hasattr(parent, "keys") else []
         close = difflib.get_close_matches(name, [a for a in allowed if not a.startswith("_")], 1)
         hint = f"; did you mean {path + '.' if path else ''}{close[0]}?" if close else ""
         return (

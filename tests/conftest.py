@@ -31,3 +31,25 @@ def make_cfg(tmp_path):
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images", {"cat": 10, "dog": 10, "fox": 10})
+
+
+# One trained run that tests only read: its records (metrics.jsonl, summary.json, checkpoint).
+RECORDED_RUN = [
+    "optimizer=sgd",  # onecycle (the default schedule) also cycles SGD's momentum
+    "trainer.epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tmp_path_factory) -> tuple[DictConfig, dict, list[dict]]:
+    """(config, summary, metrics.jsonl rows) of a short digits run, trained once per session.
+    Read it; never write into its run dir."""
+    from lrlab.tasks.train import train
+    from lrlab.tracking import read_jsonl
+
+    cfg = compose_cfg(RECORDED_RUN, tmp_path_factory.mktemp("recorded") / "run")
+    summary = train(cfg)
+    return cfg, summary, read_jsonl(Path(cfg.paths.output_dir) / "metrics.jsonl")

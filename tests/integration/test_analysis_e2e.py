@@ -32,11 +32,12 @@ def sweep(tmp_path: Path) -> Path:
 
 @pytest.mark.slow  # a real 4-job sweep (digits, a few batches each), then the script
 def test_tiny_real_multirun_then_report(tmp_path: Path) -> None:
-    from tests.helpers import make_image_folder, run_cli
+    from tests.helpers import make_image_folder
+    from tests.helpers.cli import cli_in_process
 
     sweep = tmp_path / "sweep"
     photos = make_image_folder(tmp_path / "photos", {"a": 12, "b": 12}, size=16)
-    proc = run_cli(
+    proc = cli_in_process(
         "train.py", "-m", "experiment=optimizer_comparison", f"data.root={photos}",
         "data.image_size=16", "debug=fast", "recipe=sgd_clr,adam", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
     )  # fmt: skip

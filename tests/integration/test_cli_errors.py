@@ -24,6 +24,8 @@ TYPO_TARGET_NODE = (
          "trainer.grad_clp is not a key of trainer; did you mean trainer.grad_clip? "
          "(in experiment/typo.yaml)"),
         # a `_target_` node has no schema: checked against the target's signature
+        (["optimizer=sgd", "optimizer.momentun=0.9"],  # without +: Hydra's error, same hint
+         "optimizer.momentun is not a key of optimizer; did you mean optimizer.momentum?"),
         (["optimizer=sgd", "+optimizer.momentun=0.9"],
          "optimizer.momentun is not a key of optimizer; did you mean optimizer.momentum?"),
         (["--config-dir", "{conf}", "experiment=typo_target"],

@@ -4,12 +4,14 @@ reference tables, grouping of hyper-parameter searches and the metric-vs-paramet
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import pkgutil
 import shutil
 import subprocess
 import sys
 import tomllib
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -46,9 +48,17 @@ SEARCH = [
 
 
 def run_compare(*args: str) -> subprocess.CompletedProcess:
-    """The command as a user runs it: the package's `python -m` entry point."""
-    return subprocess.run(
-        [sys.executable, "-m", "lrlab.analysis", *args], capture_output=True, text=True
+    """`lrlab-compare <args>` run in this process (its `main`, as the console script and
+    `python -m lrlab.analysis` call it): exit status, stdout and stderr. The scripts/ wrapper
+    and the installed script run as real processes below."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse: --help, usage errors
+            code = e.code if isinstance(e.code, int) else 0
+    return subprocess.CompletedProcess(
+        ["lrlab-compare", *args], code, out.getvalue(), err.getvalue()
     )
 
 

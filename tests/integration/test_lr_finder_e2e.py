@@ -98,9 +98,9 @@ def test_run_from_config_rejects_bad_settings_before_any_work(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_find_lr_cli_on_default_digits(tmp_path) -> None:
-    from tests.helpers import run_cli
+    from tests.helpers.cli import cli_in_process
 
-    proc = run_cli("find_lr.py", cwd=tmp_path)
+    proc = cli_in_process("find_lr.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("valley", "slide", "minimum", "steep"):
         assert name in proc.stdout
@@ -114,11 +114,10 @@ def test_find_lr_cli_on_default_digits(tmp_path) -> None:
     assert 1e-4 < blob["suggestions"]["valley"] < 1e-1
 
 
-@pytest.mark.slow
 def test_find_lr_cli_one_line_error_for_bad_value(tmp_path) -> None:
-    from tests.helpers import run_cli
+    from tests.helpers.cli import cli_in_process
 
-    proc = run_cli("find_lr.py", "lr_find.suggestion=middle", cwd=tmp_path)
+    proc = cli_in_process("find_lr.py", "lr_find.suggestion=middle", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: lr_find.suggestion='middle'")
 

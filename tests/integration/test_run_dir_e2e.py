@@ -10,7 +10,7 @@ import pytest
 
 from lrlab.errors import ConfigError
 from lrlab.tasks.train import train
-from tests.helpers import run_cli
+from tests.helpers.cli import cli_in_process
 from tests.helpers.interrupts import file_hashes, start_cli
 
 FAST = [
@@ -42,13 +42,12 @@ def completed_run(tmp_path_factory) -> tuple[Path, Path]:
     """(cwd, run dir) of a run that train.py completed, with its .hydra/ and train.log."""
     cwd = tmp_path_factory.mktemp("cli")
     run_dir = cwd / "run"
-    proc = run_cli("train.py", *FAST, f"hydra.run.dir={run_dir}", cwd=cwd)
+    proc = cli_in_process("train.py", *FAST, f"hydra.run.dir={run_dir}", cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     return cwd, run_dir
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -68,7 +67,7 @@ def test_reusing_a_completed_runs_dir_is_one_line_exit_2_and_changes_nothing(
     cwd, run_dir = completed_run
     before = file_hashes(run_dir)
     assert ".hydra/config.yaml" in before and "checkpoints/last.ckpt" in before
-    proc = run_cli("train.py", *FAST, *overrides, f"hydra.run.dir={run_dir}", cwd=cwd)
+    proc = cli_in_process("train.py", *FAST, *overrides, f"hydra.run.dir={run_dir}", cwd=cwd)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines

@@ -54,13 +54,13 @@ def run(cfg) -> tuple[dict, list[dict]]:
     return summary, read_jsonl(out / "metrics.jsonl")
 
 
-def test_records_have_the_documented_fields(make_cfg):
-    cfg = make_cfg(*FAST, "optimizer=sgd", "trainer.log_every_n_steps=2")
-    summary, rows = run(cfg)
+def test_records_have_the_documented_fields(recorded_run):
+    cfg, summary, rows = recorded_run  # conftest.RECORDED_RUN: 2 epochs of 4 steps, every step
+    assert json.loads(Path(cfg.paths.output_dir, "summary.json").read_text()) == summary
     steps = [r for r in rows if r["type"] == "step"]
     epochs = [r for r in rows if r["type"] == "epoch"]
-    assert [r["step"] for r in steps] == [2, 4, 6, 8]
-    assert [r["epoch"] for r in steps] == [0.5, 1.0, 1.5, 2.0]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [r["epoch"] for r in steps] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert all(r["lr"] == r["lr_groups"][0] and r["momentum"] is not None for r in steps)
     assert [r["epoch"] for r in epochs] == [1, 2]
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"):
@@ -254,17 +254,11 @@ def test_resume_with_more_epochs_holds_the_planned_schedule_end(make_cfg):
         train(make_cfg(*common, "trainer.epochs=2", f"trainer.resume={ckpt}", out="y"))
 
 
-def test_step_rows_show_the_lr_the_step_trained_with(make_cfg):
-    _, rows = run(
-        make_cfg(
-            "trainer.epochs=1",
-            "trainer.limit_train_batches=10",
-            "trainer.log_every_n_steps=1",
-            "scheduler=onecycle",
-        )
-    )
+def test_step_rows_show_the_lr_the_step_trained_with(recorded_run):
+    cfg, _, rows = recorded_run
+    assert cfg.scheduler.name == "onecycle" and cfg.optimizer.lr == 0.05
     first = next(r for r in rows if r["type"] == "step")
-    assert first["step"] == 1 and first["lr"] == pytest.approx(1e-3 / 25)  # onecycle's start
+    assert first["step"] == 1 and first["lr"] == pytest.approx(0.05 / 25)  # onecycle's start
     assert first["momentum"] == pytest.approx(0.95)
 
 

@@ -9,7 +9,8 @@ import torch
 
 from lrlab.models import build_model
 from lrlab.tasks.train import train
-from tests.helpers import FLOWERS, requires_flowers, run_cli
+from tests.helpers import FLOWERS, requires_flowers
+from tests.helpers.cli import cli_in_process
 
 TINY = "test_resnet"  # timm's tiny test ResNet: stem, layer1-4, fc (a few hundred k params)
 
@@ -117,7 +118,7 @@ def test_flowers_transfer_experiment_runs_with_a_local_weights_file(make_cfg, pr
 @pytest.mark.slow
 @requires_flowers()
 def test_the_issue_command_trains(tmp_path):
-    result = run_cli(
+    result = cli_in_process(
         "train.py",
         "model=timm",
         "model.name=resnet18",

@@ -100,6 +100,11 @@ def test_the_lr_finder_is_pure_algorithm():
         assert {top(i) for i in GRAPH[name]} <= {"lr_finder", "errors", "utils"}, name
 
 
+# Modules are sized by their job; this only flags one that has grown several jobs (the shared
+# tool's limit, ../shared/tools/layers.py).
+MAX_LINES = 600
+
+
 def test_modules_stay_small():
-    big = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 300}
-    assert not big, f"modules over 300 lines: {big}"
+    big = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines: {big}"

@@ -75,7 +75,11 @@ def one_line(error: BaseException) -> str:
     where_text = f" (in {where[1]}.yaml)" if where else ""
     if key and isinstance(cause, ConfigAttributeError | ConfigKeyError) and "not in" in first:
         path, _, name = key.rpartition(".")
-        allowed = [f.name for f in fields(schema)] if is_dataclass(schema) else []
+        parent = getattr(cause, "parent_node", None)
+        if is_dataclass(schema):
+            allowed = [f.name for f in fields(schema)]
+        else:  # a node without a schema (an optimizer): its own keys
+            allowed = [str(k) for k in parent] if hasattr(parent, "keys") else []
         close = difflib.get_close_matches(name, [a for a in allowed if not a.startswith("_")], 1)
         hint = f"; did you mean {path + '.' if path else ''}{close[0]}?" if close else ""
         return (

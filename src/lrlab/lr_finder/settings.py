@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import MISSING
-
 from lrlab.errors import ConfigError
 from lrlab.lr_finder.range_test import MODES
 from lrlab.lr_finder.suggestions import SUGGESTIONS
@@ -14,14 +12,14 @@ from lrlab.lr_finder.suggestions import SUGGESTIONS
 
 @dataclass
 class LrFindConfig:
-    start_lr: float = MISSING
-    end_lr: float = MISSING
-    num_it: int = MISSING  # optimizer steps (each takes trainer.accumulate_grad_batches batches)
-    mode: str = MISSING  # exp: lr_i = start*(end/start)**(i/(num_it-1)) | linear
-    smooth_beta: float = MISSING  # EMA of the loss, bias-corrected (0 = no smoothing)
-    stop_div: bool = MISSING  # stop once the smoothed loss exceeds diverge_threshold x best so far
-    diverge_threshold: float = MISSING  # (a NaN/inf loss always stops the test)
-    suggestion: str = MISSING  # valley | slide | minimum | steep: what optimizer.lr=auto uses
+    start_lr: float
+    end_lr: float
+    num_it: int  # optimizer steps (each takes trainer.accumulate_grad_batches batches)
+    mode: str  # exp: lr_i = start*(end/start)**(i/(num_it-1)) | linear
+    smooth_beta: float  # EMA of the loss, bias-corrected (0 = no smoothing)
+    stop_div: bool  # stop once the smoothed loss exceeds diverge_threshold x best so far
+    diverge_threshold: float  # (a NaN/inf loss always stops the test)
+    suggestion: str  # valley | slide | minimum | steep: what optimizer.lr=auto uses
 
     def __post_init__(self) -> None:
         if not self.start_lr > 0:

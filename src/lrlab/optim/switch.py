@@ -12,6 +12,7 @@ from omegaconf import MISSING
 from lrlab.errors import ConfigError
 from lrlab.optim.lr_scaling import scaling_settings
 from lrlab.optim.scheduler import check_scheduler
+from lrlab.utils import is_number
 
 WHERE = "optimizer_switch"
 
@@ -43,7 +44,7 @@ def check_switch(node: Mapping[str, Any], epochs: int) -> None:
             f"{WHERE}.optimizer needs a _target_ (e.g. optimizer@{WHERE}.optimizer=sgd)"
         )
     lr = optimizer.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
+    if not is_number(lr) or lr <= 0:
         raise ConfigError(
             f"{WHERE}.optimizer.lr={lr!r}: must be a number > 0 (the LR finder runs only for "
             "the first optimizer)"

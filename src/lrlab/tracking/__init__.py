@@ -46,7 +46,7 @@ def build_trackers(
     if logger_cfg.get("csv") is not None:
         from lrlab.tracking.csv_log import CsvTracker
 
-        trackers.append(CsvTracker(run_dir / logger_cfg.csv.get("filename", "metrics.csv")))
+        trackers.append(CsvTracker(run_dir / logger_cfg.csv.filename))
     if logger_cfg.get("wandb") is not None:
         from lrlab.tracking.wandb_tracker import WandbTracker
 

@@ -175,6 +175,13 @@ def test_predict_writes_class_probabilities_for_a_folder(tmp_path, image_folder)
                                                          "p_fox"]  # fmt: skip
     assert table[["p_cat", "p_dog", "p_fox"]].sum(axis=1).to_numpy() == pytest.approx(1.0)
     assert set(table["predicted"]) <= {"cat", "dog", "fox"}
+    # the data moved since training: +data.root points the run's data config at it
+    from lrlab.tasks.evaluate import evaluate_run
+
+    moved = image_folder.rename(tmp_path / "moved")
+    with pytest.raises(ConfigError, match="does not exist"):
+        evaluate_run(eval_cfg(run_dir, "split=val"))
+    assert evaluate_run(eval_cfg(run_dir, "split=val", f"+data.root={moved}"))["n"] == 6
 
 
 def test_compare_shows_test_beside_validation(trained_run, tmp_path):

@@ -7,17 +7,26 @@ from dataclasses import dataclass
 from lrlab.engine.step import PRECISIONS
 from lrlab.errors import ConfigError
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
+
 
 @dataclass
 class TrainerConfig:
     epochs: int = 5
-    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:1
-    precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast; grad scaling for fp16)
+    device: str = "auto"  # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:1 | mps
+    # auto (bf16-mixed on GPUs with bf16, 16-mixed on older ones, 32 on CPU and MPS) | 32 |
+    # 16-mixed | bf16-mixed (autocast; grad scaling for fp16)
+    precision: str = "auto"
     grad_clip: float | None = None  # max global grad norm, or null for none
     accumulate_grad_batches: int = 1  # optimizer step every N batches (schedules count steps)
     label_smoothing: float = 0.0  # of the training loss (validation loss is plain)
     deterministic: bool = False  # torch.use_deterministic_algorithms
-    num_workers: int = 0  # DataLoader workers; 0 loads in the main process
+    # DataLoader workers (the per-sample path); 0 loads in the main process; null: 0 on the
+    # CPU, one per core but one (at most 8) with a GPU. Persistent between epochs.
+    num_workers: int | None = None
+    prefetch_factor: int = 2  # batches each worker loads ahead
+    cudnn_benchmark: bool = True  # CUDA: cuDNN autotunes its kernels (off when deterministic)
+    matmul_precision: str = "high"  # CUDA float32 matmuls: highest | high (TF32) | medium
     num_threads: int | None = None  # torch CPU threads; null: lrlab's default (see README)
     channels_last: bool = True  # NHWC memory format for conv models
     compile: bool = False  # torch.compile the model for training (checkpoints load without it)
@@ -43,8 +52,18 @@ class TrainerConfig:
                 f"trainer.log_every_n_steps must be >= 1, got {self.log_every_n_steps}",
             ),
             (
-                self.precision in PRECISIONS,
-                f"trainer.precision={self.precision!r} is not one of {sorted(PRECISIONS)}",
+                self.precision == "auto" or self.precision in PRECISIONS,
+                f"trainer.precision={self.precision!r} is not one of "
+                f"{['auto', *sorted(PRECISIONS)]}",
+            ),
+            (
+                self.matmul_precision in MATMUL_PRECISIONS,
+                f"trainer.matmul_precision={self.matmul_precision!r} is not one of "
+                f"{list(MATMUL_PRECISIONS)}",
+            ),
+            (
+                self.prefetch_factor >= 1,
+                f"trainer.prefetch_factor must be an integer >= 1, got {self.prefetch_factor!r}",
             ),
             (
                 self.grad_clip is None or self.grad_clip > 0,
@@ -54,7 +73,10 @@ class TrainerConfig:
                 0 <= self.label_smoothing < 1,
                 f"trainer.label_smoothing must be in [0, 1), got {self.label_smoothing}",
             ),
-            (self.num_workers >= 0, f"trainer.num_workers must be >= 0, got {self.num_workers}"),
+            (
+                self.num_workers is None or self.num_workers >= 0,
+                f"trainer.num_workers must be null or an integer >= 0, got {self.num_workers!r}",
+            ),
             (
                 self.num_threads is None or self.num_threads >= 1,
                 f"trainer.num_threads must be null or an integer >= 1, got {self.num_threads!r}",

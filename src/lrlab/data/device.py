@@ -158,11 +158,12 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         n, device, batch_size = len(self.data.labels), self.data.images.device, self.batch_size
+        # A DataLoader draws its workers' base seed (from its generator, else torch's global
+        # RNG) before the order: drawn here too, so that the order and the global RNG (dropout)
+        # follow the per-sample path's for the same seed; unaugmented runs are equal bit for bit.
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         order = torch.arange(n)
         if self.shuffle:
-            # A DataLoader draws its workers' base seed before the order: drawn here too, so
-            # the order equals the per-sample path's for the same seed.
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
             order = torch.randperm(n, generator=self.generator)
         draws = self.augment.draw(n, self.generator) if self.augment.active else None
         order = order.to(device, non_blocking=True)

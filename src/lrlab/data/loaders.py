@@ -150,7 +150,7 @@ def per_sample_loaders(
             prefetch_factor=prefetch_factor,
             **common,
         )
-        val = DataLoader(
+        val = SeededLoader(
             sets.val, persistent_workers=True, prefetch_factor=prefetch_factor, **common
         )
     else:
@@ -196,11 +196,16 @@ class SampleSeeds(Dataset):
 
 class SeededLoader(DataLoader):
     """A DataLoader whose `generator` (the one checkpoints keep) only shuffles and seeds
-    samples: the workers' base seed, which persistent workers draw in the first epoch only,
-    comes from torch's global RNG instead (each sample reseeds itself anyway)."""
+    samples. The workers' base seed, which persistent workers draw once, in their first epoch,
+    comes from a generator of its own: neither the shuffling generator nor torch's global RNG
+    (dropout) then depends on the epoch a run started or resumed in."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_seeds = torch.Generator().manual_seed(0)  # each sample reseeds anyway
 
     def _get_iterator(self) -> Any:
-        generator, self.generator = self.generator, None
+        generator, self.generator = self.generator, self.worker_seeds
         try:
             return super()._get_iterator()
         finally:

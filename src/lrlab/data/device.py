@@ -13,7 +13,7 @@ The augmentation is read off the data set's own transforms.v2 pipeline (`batched
 deterministic geometry (Resize, CenterCrop) is applied once when the images are stored, random
 ops map onto `BatchAugment`, ToImage/ToDtype/Normalize onto the normalisation. A transform with
 no batched equivalent keeps the data on the per-sample loader path. How the two paths'
-augmentations differ: docs/data.md ("On the device").
+augmentations differ: docs/scaling.md ("Data on the device").
 """
 
 from __future__ import annotations

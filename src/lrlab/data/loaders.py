@@ -50,7 +50,7 @@ class DataConfig:
     name: str = MISSING  # shown in logs and summaries
     batch_size: int = MISSING
     # auto: the whole data set as one tensor on the training device, augmented there in
-    # batches, where it fits and its transforms batch (docs/data.md) | true: that or an error |
+    # batches, where it fits and its transforms batch (docs/scaling.md) | true: that or an error |
     # false: the per-sample DataLoader path
     on_device: str = "auto"
 

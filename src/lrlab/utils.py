@@ -21,17 +21,50 @@ def seed_everything(seed: int) -> None:
 
 
 def select_device(device: str) -> torch.device:
+    """`trainer.device`: auto picks CUDA, then Apple's MPS, then the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_available() else "cpu")
     try:
         chosen = torch.device(device)
     except RuntimeError:
         raise ConfigError(
-            f"trainer.device={device!r} is not a device (auto, cpu, cuda, cuda:N)"
+            f"trainer.device={device!r} is not a device (auto, cpu, cuda, cuda:N, mps)"
         ) from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={device!r} but CUDA is not available; use auto or cpu")
+    if chosen.type == "mps" and not mps_available():
+        raise ConfigError(f"trainer.device={device!r} but MPS is not available; use auto or cpu")
     return chosen
+
+
+def mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def select_precision(precision: str, device: torch.device) -> str:
+    """`trainer.precision`: auto is bf16-mixed on a CUDA GPU that has bf16 (Ampere and later),
+    16-mixed (with grad scaling) on an older one, and 32 elsewhere (the CPU and MPS, where
+    autocast is slower than float32: benchmarks/README.md)."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "32"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def apply_device_settings(
+    device: torch.device, cudnn_benchmark: bool, matmul_precision: str, deterministic: bool
+) -> None:
+    """The CUDA settings `trainer.cudnn_benchmark` and `trainer.matmul_precision` ask for (the
+    CPU keeps float32 matmuls exact: its results stay as they were)."""
+    if device.type != "cuda":
+        return
+    # cuDNN's autotuner picks the fastest kernels per input shape; deterministic runs must not.
+    torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
+    torch.set_float32_matmul_precision(matmul_precision)  # high: TF32 tensor cores
 
 
 def package_versions() -> dict[str, str]:

@@ -75,7 +75,7 @@ def build_data_from(cfg: DictConfig):
     """The loaders training builds for `cfg`."""
     from lrlab.data import build_data
 
-    return build_data(cfg.data, seed=cfg.seed, num_workers=cfg.trainer.num_workers)
+    return build_data(cfg.data, seed=cfg.seed, num_workers=cfg.trainer.num_workers or 0)
 
 
 def build_optimizer_from(cfg: DictConfig, model, lr: float | None = None):

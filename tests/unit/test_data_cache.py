@@ -37,6 +37,7 @@ def build(make_cfg, root, *overrides, cache=True):
             "data.image_size=16",
             "data.batch_size=4",
             f"data.cache_images={str(cache).lower()}",
+            "data.on_device=false",  # the per-sample path's cache (device path: test_device_data)
             *overrides,
         )
     )
@@ -143,7 +144,7 @@ def test_truncated_file_is_named_by_the_cache_itself(make_cfg, tmp_path, monkeyp
 @requires_flowers()
 @pytest.mark.slow
 def test_flowers_cached_equals_uncached(make_cfg):
-    cfg = ("data=flowers", f"data.root={FLOWERS}")
+    cfg = ("data=flowers", f"data.root={FLOWERS}", "data.on_device=false")
     cached = build_data_from(make_cfg(*cfg))
     plain = build_data_from(make_cfg(*cfg, "data.cache_images=false", out="plain"))
     assert isinstance(cached.train_loader.dataset, CachedImages)

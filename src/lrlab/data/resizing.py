@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import MISSING
 
+from lrlab.data.device import DeviceLoader
 from lrlab.errors import ConfigError
 
 MODES = ("bilinear", "bicubic", "area", "nearest")
@@ -183,6 +184,9 @@ def staged_loader(
     unchanged batch size it yields the very batches of `loader`."""
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+    if isinstance(loader, DeviceLoader):  # its batch_size can change every epoch as it is
+        loader.batch_size = batch_size
+        return loader
     sampler = RandomSampler(loader.dataset, generator=loader.generator)
     return DataLoader(
         loader.dataset,

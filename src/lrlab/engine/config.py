@@ -9,17 +9,22 @@ from omegaconf import MISSING
 from lrlab.engine.step import PRECISIONS
 from lrlab.errors import ConfigError
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
+
 
 @dataclass
 class TrainerConfig:
     epochs: int = MISSING
-    device: str = MISSING  # auto (cuda if available, else cpu) | cpu | cuda | cuda:1
-    precision: str = MISSING  # 32 | 16-mixed | bf16-mixed (autocast; grad scaling for fp16)
+    device: str = MISSING  # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:1 | mps
+    precision: str = MISSING  # auto | 32 | 16-mixed | bf16-mixed (autocast; grad scaling for fp16)
     grad_clip: float | None = MISSING  # max global grad norm, or null for none
     accumulate_grad_batches: int = MISSING  # optimizer step every N batches (schedules count steps)
     label_smoothing: float = MISSING  # of the training loss (validation loss is plain)
     deterministic: bool = MISSING  # torch.use_deterministic_algorithms
-    num_workers: int = MISSING  # DataLoader workers; 0 loads in the main process
+    num_workers: int | None = MISSING  # DataLoader workers; null: from the cores and the device
+    prefetch_factor: int = MISSING  # batches each worker loads ahead
+    cudnn_benchmark: bool = MISSING  # CUDA: cuDNN autotunes its kernels (off when deterministic)
+    matmul_precision: str = MISSING  # CUDA float32 matmuls: highest | high (TF32) | medium
     num_threads: int | None = MISSING  # torch CPU threads; null: lrlab's default (see README)
     channels_last: bool = MISSING  # NHWC memory format for conv models
     compile: bool = MISSING  # torch.compile the model for training (checkpoints load without it)
@@ -45,8 +50,18 @@ class TrainerConfig:
                 f"trainer.log_every_n_steps must be >= 1, got {self.log_every_n_steps}",
             ),
             (
-                self.precision in PRECISIONS,
-                f"trainer.precision={self.precision!r} is not one of {sorted(PRECISIONS)}",
+                self.precision == "auto" or self.precision in PRECISIONS,
+                f"trainer.precision={self.precision!r} is not one of "
+                f"{['auto', *sorted(PRECISIONS)]}",
+            ),
+            (
+                self.matmul_precision in MATMUL_PRECISIONS,
+                f"trainer.matmul_precision={self.matmul_precision!r} is not one of "
+                f"{list(MATMUL_PRECISIONS)}",
+            ),
+            (
+                self.prefetch_factor >= 1,
+                f"trainer.prefetch_factor must be an integer >= 1, got {self.prefetch_factor!r}",
             ),
             (
                 self.grad_clip is None or self.grad_clip > 0,
@@ -56,7 +71,10 @@ class TrainerConfig:
                 0 <= self.label_smoothing < 1,
                 f"trainer.label_smoothing must be in [0, 1), got {self.label_smoothing}",
             ),
-            (self.num_workers >= 0, f"trainer.num_workers must be >= 0, got {self.num_workers}"),
+            (
+                self.num_workers is None or self.num_workers >= 0,
+                f"trainer.num_workers must be null or an integer >= 0, got {self.num_workers!r}",
+            ),
             (
                 self.num_threads is None or self.num_threads >= 1,
                 f"trainer.num_threads must be null or an integer >= 1, got {self.num_threads!r}",

@@ -12,6 +12,7 @@ from torch import nn
 
 from lrlab.data import DataBundle, build_data
 from lrlab.data.augment import batch_transform, effective_augment
+from lrlab.data.loaders import default_workers
 from lrlab.engine.distributed import (
     DistributedTrainStep,
     data_parallel,
@@ -24,8 +25,8 @@ from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
 from lrlab.optim.lr_scaling import scaled_peak_lr
-from lrlab.parallel import is_distributed, threads_per_job
-from lrlab.utils import seed_everything, select_device
+from lrlab.parallel import available_cores, is_distributed, threads_per_job
+from lrlab.utils import apply_device_settings, seed_everything, select_device, select_precision
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,25 @@ def build_components(cfg: DictConfig) -> Components:
     if threads:
         torch.set_num_threads(threads)
     device = device_of_this_rank(select_device(t.device))
-    if device.type == "cpu" and str(t.precision) != "32":
+    apply_device_settings(device, t.cudnn_benchmark, t.matmul_precision, t.deterministic)
+    precision = select_precision(str(t.precision), device)
+    if device.type == "cpu" and precision != "32":
         log.warning(
             "trainer.precision=%s on the CPU: mixed precision is meant for GPUs and is several "
             "times slower than 32 here (benchmarks/README.md)",
             t.precision,
         )
+    workers = (
+        t.num_workers if t.num_workers is not None else default_workers(device, available_cores())
+    )
     data = build_data(
-        cfg.data, seed=cfg.seed, num_workers=t.num_workers, pin_memory=device.type == "cuda"
+        cfg.data,
+        seed=cfg.seed,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=t.prefetch_factor,
+        device=device,
+        distributed=is_distributed(),
     )
     if is_distributed():  # torchrun (or a multi-task SLURM job): this process's shard
         init_process_group()
@@ -102,7 +114,7 @@ def build_components(cfg: DictConfig) -> Components:
         step_model,
         optimizer,
         device,
-        str(t.precision),
+        precision,
         t.grad_clip,
         t.label_smoothing,
         batch_transform(trained_augment(cfg), data.num_classes),

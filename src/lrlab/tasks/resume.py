@@ -24,6 +24,8 @@ RESUMABLE_KEYS = (
     "trainer.resume",
     "trainer.progress_bar",
     "trainer.num_workers",
+    "trainer.prefetch_factor",
+    "trainer.cudnn_benchmark",
     "trainer.num_threads",
     "trainer.compile",
     "optimized_metric",

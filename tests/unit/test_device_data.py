@@ -7,13 +7,14 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torchvision.transforms import v2
 
 from lrlab.data.batched import BatchAugment, NotBatchable, batched_ops
 from lrlab.data.device import DeviceLoader, device_loaders
 from lrlab.data.transforms import image_transforms
 from lrlab.errors import ConfigError
-from tests.helpers import build_data_from
+from tests.helpers import CONF, build_data_from
 
 
 def epoch(loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +48,12 @@ def test_image_folder_validation_equals_the_per_sample_path(make_cfg, image_fold
 
 
 def test_the_default_train_transforms_map_onto_batched_ops():
-    train, val = image_transforms(64, [0.5, 0.4, 0.3], [0.2, 0.2, 0.2], augment=True)
+    crop_flip = OmegaConf.merge(  # augment=crop_flip at 64 px, as training composes it
+        {"data": {"image_size": 64}},
+        {"augment": OmegaConf.load(CONF / "augment" / "crop_flip.yaml")},
+    )
+    augment = OmegaConf.to_container(crop_flip, resolve=True)["augment"]
+    train, val = image_transforms(64, [0.5, 0.4, 0.3], [0.2, 0.2, 0.2], augment=augment)
     p = batched_ops(train)
     assert p.augment.flip and p.augment.crop_scale == (0.7, 1.0) and p.size == 64
     assert p.mean == (0.5, 0.4, 0.3) and p.scales
@@ -99,14 +105,11 @@ def cfg_overrides(root) -> tuple[str, ...]:
 
 
 def test_a_bad_on_device_value_is_one_line(make_cfg):
-    from omegaconf import OmegaConf
+    from lrlab.tasks.config import check_config
 
-    from lrlab.data.digits import DigitsConfig
-
+    cfg = make_cfg("data.on_device=maybe")
     with pytest.raises(ConfigError, match=r"data.on_device='maybe' is not one of auto, true"):
-        OmegaConf.to_object(
-            OmegaConf.merge(OmegaConf.structured(DigitsConfig), {"on_device": "maybe"})
-        )
+        check_config(cfg)
 
 
 def ramp(b: int, size: int) -> torch.Tensor:

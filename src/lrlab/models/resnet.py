@@ -33,7 +33,9 @@ class Residual(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(*conv_bn_relu(channels, channels), *conv_bn_relu(channels, channels))
+        self.body = nn.Sequential(
+            *conv_bn_relu(channels, channels), *conv_bn_relu(channels, channels)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)

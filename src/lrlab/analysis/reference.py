@@ -6,7 +6,8 @@ overrides (`recipe=adam`; several joined by commas: `recipe=adam,data.image_size
 `final_<metric>`, `best_<metric>` (e.g. `final_val_acc`, `best_val_acc`); any other column is
 for readers. A measured group matches a row when its overrides include every override of the
 row's `group` (so `recipe=adam` matches `+recipe=adam` and `data.image_size=32,recipe=adam`);
-it takes the first row it matches.
+it takes the first row it matches. An optional `also` column lists further groups a row
+stands for, `;`-separated (`recipe=sgd_clr_seed`: the same optimizer under another recipe name).
 
 Optional per-epoch values: columns `<metric>@<epoch>` (`val_acc@10`), and with an `epochs`
 column the final value counts as the one at that epoch. They are drawn on the curves and set
@@ -116,10 +117,18 @@ def matches(group_overrides: tuple[str, ...], reference_group: str) -> bool:
 def matched_rows(c: Comparison, reference: Reference) -> dict[str, int | None]:
     """Each measured group's reference row (its index; None where none matches)."""
     refs = reference.rows
+    names = {i: [r["group"], *_also(r.get("also"))] for i, r in refs.iterrows()}
     return {
-        label: next((i for i, r in refs.iterrows() if matches(g["overrides"], r["group"])), None)
+        label: next(
+            (i for i, alts in names.items() if any(matches(g["overrides"], a) for a in alts)),
+            None,
+        )
         for label, g in c.groups.iterrows()
     }
+
+
+def _also(cell: object) -> list[str]:
+    return [a.strip() for a in cell.split(";") if a.strip()] if isinstance(cell, str) else []
 
 
 def reference_curves(c: Comparison, reference: Reference) -> dict[str, pd.DataFrame]:

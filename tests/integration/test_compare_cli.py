@@ -259,7 +259,8 @@ def test_plot_vs_linear_axis_and_bad_keys(search: Path, tmp_path: Path) -> None:
 
 
 def test_seed_study_reference_names_the_comparison_recipes() -> None:
-    groups = read_reference(SEED_STUDY).rows["group"].tolist()
+    rows = read_reference(SEED_STUDY).rows
+    groups = [*rows["group"], *rows["also"].dropna()]  # also: recipe=sgd_clr_seed (issue 20)
     recipes = [p.stem for p in (ROOT / "conf" / "recipe").glob("*.yaml")]
     not_in_the_seed = ("adamw", "adam_then_sgd")  # lrlab's additions (adam_then_sgd: issue 12)
     assert sorted(groups) == sorted(f"recipe={r}" for r in recipes if r not in not_in_the_seed)

@@ -77,11 +77,33 @@ class Comparison:
         columns += ["epochs_to_target"] if self.target is not None else []
         return columns + (["test_acc"] if "test_acc" in self.runs else [])
 
-    def curves_figure(self, metrics: Sequence[str] | None = None) -> Figure:
+    def pairwise(
+        self, column: str | None = None, confidence: float = 0.95, method: str = "welch"
+    ) -> pd.DataFrame:
+        """Every pair of groups: difference of the mean `column` (default `final_<metric>`)
+        over their counted runs, its confidence interval and whether it excludes 0
+        (`lrlab.analysis.pairwise`)."""
+        from lrlab.analysis.pairwise import pairwise_differences
+
+        column = column or f"final_{self.metric}"
+        if column not in self.runs:
+            raise ConfigError(f"no per-run column {column!r} (have: {', '.join(self.runs)})")
+        counted = self.runs[self.runs["counted"]]
+        return pairwise_differences(counted[column], counted["group"], confidence, method)
+
+    def curves_figure(
+        self,
+        metrics: Sequence[str] | None = None,
+        reference_points: dict[str, pd.DataFrame] | None = None,
+    ) -> Figure:
+        """Mean ± std curves per group; `reference_points` ({group: `epoch`, `value`}, from
+        `lrlab.analysis.reference.reference_curves`) drawn on the metric's panel."""
         from lrlab.analysis import figures
 
         counted = self.epochs[self.epochs["counted"]]
-        return figures.curves_figure(counted, metrics or figures.CURVE_METRICS)
+        return figures.curves_figure(
+            counted, metrics or figures.CURVE_METRICS, reference_points, self.metric
+        )
 
     def lr_figure(self) -> Figure | None:
         from lrlab.analysis import figures

@@ -23,8 +23,14 @@ CURVE_METRICS = ("train_acc", "val_acc", "train_loss", "val_loss")
 DECADES = 20  # a log axis when the largest positive value is more than this times the smallest
 
 
-def curves_figure(epochs: pd.DataFrame, metrics: Sequence[str] = CURVE_METRICS) -> Figure:
-    """One panel per metric: per group the mean over its runs per epoch with a ±std band."""
+def curves_figure(
+    epochs: pd.DataFrame,
+    metrics: Sequence[str] = CURVE_METRICS,
+    reference: dict[str, pd.DataFrame] | None = None,
+    reference_metric: str = "val_acc",
+) -> Figure:
+    """One panel per metric: per group the mean over its runs per epoch with a ±std band;
+    `reference` ({group: `epoch`, `value`}) drawn on the `reference_metric` panel."""
     groups = list(epochs["group"].cat.categories)
     fig, axes = _figure(math.ceil(len(metrics) / 2), 2)
     colors = dict(zip(groups, _colors(len(groups)), strict=True))
@@ -45,13 +51,35 @@ def curves_figure(epochs: pd.DataFrame, metrics: Sequence[str] = CURVE_METRICS) 
                     alpha=0.2,
                     lw=0,
                 )
-        ax.set_title(metric.replace("_", " ") + " (mean ± std over seeds)")
+        if reference and metric == reference_metric:  # after the curves: they set the x-range
+            _reference_points(ax, reference, colors, epochs["epoch"].max())
+        note = "; ◇ ▷ reference" if reference and metric == reference_metric else ""
+        ax.set_title(metric.replace("_", " ") + f" (mean ± std over seeds{note})")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)  # linear y: a log axis cannot show a band whose mean - std is < 0
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     _legend(fig, _first_with_legend(list(axes.flat)))
     return fig
+
+
+def _reference_points(
+    ax: Axes, reference: dict[str, pd.DataFrame], colors: dict, last_epoch: float
+) -> None:
+    """Reference values as hollow diamonds at their epochs; the last one past the measured
+    runs' last epoch (the seed's epoch 150 beside 15-epoch runs) as a triangle at the right
+    edge with its epoch beside it, so that the measured curves keep the x-axis."""
+    for group, points in reference.items():
+        inside = points[points["epoch"] <= last_epoch]
+        beyond = points[points["epoch"] > last_epoch].tail(1)
+        style = {"color": colors[group], "facecolors": "none", "zorder": 3}
+        ax.scatter(inside["epoch"], inside["value"], marker="D", **style)
+        edge = last_epoch + 0.5
+        ax.scatter([edge] * len(beyond), beyond["value"], marker=">", **style)
+        for epoch, value in zip(beyond["epoch"], beyond["value"], strict=True):
+            ax.annotate(f"@{epoch}", (edge, value), xytext=(5, -3), textcoords="offset points",
+                        fontsize="x-small", color=colors[group])  # fmt: skip
+    ax.set_xlim(right=last_epoch + 0.5 + max(1.0, 0.1 * last_epoch))
 
 
 def lr_figure(steps: pd.DataFrame, epochs: pd.DataFrame) -> Figure | None:

@@ -101,7 +101,35 @@ def reference_table(table: pd.DataFrame, digits: int = 4) -> str:
     return md_table([*header, "delta"], rows)
 
 
-def markdown(c: Comparison, figures: Sequence[str] = (), reference: Reference | None = None) -> str:
+def epochs_table(table: pd.DataFrame, digits: int = 4) -> str:
+    """Measured and reference values at the reference's epochs (`reference.beside_epochs`)."""
+    rows = [
+        [r["group"], str(r["epoch"]), _fmt(r["reference"], digits),
+         format_mean_std(_ms(r, "measured"), 4), _signed(r["delta"])]
+        for _, r in table.iterrows()
+    ]  # fmt: skip
+    return md_table(["group", "epoch", "reference", "measured", "delta"], rows)
+
+
+def pairwise_table(table: pd.DataFrame, confidence: float, method: str) -> str:
+    """Each pair's difference of means with its interval (`lrlab.analysis.pairwise`)."""
+    rows = [
+        [r["group_a"], r["group_b"], f"{r['n_a']} / {r['n_b']}", _signed(r["difference"]),
+         MISSING if pd.isna(r["ci_low"]) else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+         _fmt(r["p_value"], 3), "yes" if r["resolved"] else "no"]
+        for _, r in table.iterrows()
+    ]  # fmt: skip
+    ci = f"{confidence:.0%} CI ({method})"
+    return md_table(["group a", "group b", "n a / b", "a - b", ci, "p (Welch)", "resolved"], rows)
+
+
+def markdown(
+    c: Comparison,
+    figures: Sequence[str] = (),
+    reference: Reference | None = None,
+    pairwise: str | None = "welch",
+    confidence: float = 0.95,
+) -> str:
     grouping = (
         f"by {', '.join(c.by)}" if c.by else f"by every override except {', '.join(c.ignore)}"
     )
@@ -118,13 +146,20 @@ def markdown(c: Comparison, figures: Sequence[str] = (), reference: Reference | 
         how = " (auto: 90% of the best group's mean best value)" if c.target_auto else ""
         parts.append(f"Target: `{c.metric}` {c.target:g}{how}.")
     parts += ["", group_table(c), ""]
+    if pairwise and len(c.groups) > 1:
+        parts += [f"## Pairwise differences of the final `{c.metric}`", "", PAIRWISE_NOTE, ""]
+        parts += [pairwise_table(c.pairwise(None, confidence, pairwise), confidence, pairwise), ""]
     if reference is not None:
-        from lrlab.analysis.reference import beside
+        from lrlab.analysis.reference import beside, beside_epochs
 
         parts += ["## Against the reference", "", f"Reference: `{reference.path}`."]
         parts += [*(f"> {line}" for line in reference.notes), ""]
         parts += [reference_table(beside(c, reference), reference.digits), ""]
         parts += [REFERENCE_NOTE, ""]
+        at_epochs = beside_epochs(c, reference)
+        if len(at_epochs):
+            parts += ["At the reference's epochs (mean over the counted runs that reached them):"]
+            parts += ["", epochs_table(at_epochs, reference.digits), ""]
     parts += [f"![{Path(name).stem}]({name})\n" for name in figures]
     if c.params:
         parts += ["## Best run per group", "", best_runs_table(c), ""]
@@ -140,6 +175,12 @@ REFERENCE_NOTE = (
 )
 
 
+PAIRWISE_NOTE = (
+    "Per pair of groups, the difference of their means over the counted runs and its confidence "
+    "interval; *resolved*: the interval excludes 0. Fewer than 2 runs in a group: no interval."
+)
+
+
 def write_report(
     c: Comparison,
     out_dir: str | Path,
@@ -147,14 +188,20 @@ def write_report(
     plot_vs: Sequence[str] = (),
     plot_value: str = "best",
     reference: Reference | None = None,
+    pairwise: str | None = "welch",
+    confidence: float = 0.95,
 ) -> dict[str, Path]:
     """report.md and report.json; curves.png and lr.png unless `figures` is off; one
-    `<value>_<metric>_vs_<param>.png` per `plot_vs` key."""
+    `<value>_<metric>_vs_<param>.png` per `plot_vs` key; pairwise intervals by the method
+    `pairwise` (welch | bootstrap; None: none)."""
     out = Path(out_dir)
     # every figure is made before anything is written: a bad --plot-vs key writes nothing
     made: dict[str, tuple[Figure, str]] = {}
     if figures:
-        made["curves"] = (c.curves_figure(), "curves.png")
+        from lrlab.analysis.reference import reference_curves
+
+        points = reference_curves(c, reference) if reference is not None else None
+        made["curves"] = (c.curves_figure(reference_points=points), "curves.png")
         lr = c.lr_figure()
         if lr is not None:
             made["lr"] = (lr, "lr.png")
@@ -166,18 +213,24 @@ def write_report(
         fig.savefig(out / name, dpi=110)
         paths[key] = out / name
     paths["report"] = out / "report.md"
-    paths["report"].write_text(markdown(c, [name for _, name in made.values()], reference))
+    names = [name for _, name in made.values()]
+    paths["report"].write_text(markdown(c, names, reference, pairwise, confidence))
     paths["json"] = out / "report.json"
     payload: dict[str, Any] = {"metric": c.metric, "target": c.target, "groups": c.stats()}
+    if pairwise and len(c.groups) > 1:
+        table = c.pairwise(None, confidence, pairwise)
+        payload["pairwise"] = {"column": f"final_{c.metric}", "method": pairwise,
+                               "confidence": confidence, "pairs": table.to_dict("records")}  # fmt: skip
     if c.params:
         payload["searched_params"] = c.params
     if reference is not None:
-        from lrlab.analysis.reference import beside
+        from lrlab.analysis.reference import beside, beside_epochs
 
         payload["reference"] = {
             "path": str(reference.path),
             "notes": reference.notes,
             "rows": beside(c, reference).to_dict("records"),
+            "at_epochs": beside_epochs(c, reference).to_dict("records"),
         }
     paths["json"].write_text(json.dumps(jsonable(payload), indent=2) + "\n")
     return paths
@@ -225,6 +278,10 @@ def _vs_name(c: Comparison, param: str, value: str) -> str:
 def _ms(row: pd.Series, column: str) -> tuple[float, float, int] | None:
     n = row[f"{column}_n"]
     return None if pd.isna(n) or n == 0 else (row[column], row[f"{column}_std"], int(n))
+
+
+def _signed(value: Any) -> str:
+    return MISSING if value is None or pd.isna(value) else f"{value:+.4f}"
 
 
 def _finite(value: Any) -> float | None:

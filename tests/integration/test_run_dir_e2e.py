@@ -55,7 +55,7 @@ def completed_run(tmp_path_factory) -> tuple[Path, Path]:
          "trainer.resume=auto, or choose another hydra.run.dir"),
         (["optimizer.lr=-1"], "already holds a completed run"),
         (["trainer.epochs=2", "trainer.resume=auto", "trainer.num_workers=-1"],
-         "trainer.num_workers must be >= 0, got -1"),
+         "trainer.num_workers must be null or an integer >= 0, got -1"),
         (["trainer.epochs=2", "trainer.resume=auto", "optimizer=sgd"],
          "differs from the one"),
         (["trainer.resume=auto", "trainer.epochs=2", "data.image_size=8"], "data.image_size (16 -> 8)"),

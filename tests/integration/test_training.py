@@ -256,7 +256,7 @@ def test_resume_with_more_epochs_holds_the_planned_schedule_end(make_cfg):
 
 def test_step_rows_show_the_lr_the_step_trained_with(recorded_run):
     cfg, _, rows = recorded_run
-    assert cfg.scheduler.name == "onecycle" and cfg.optimizer.lr == 0.05
+    assert cfg.scheduler._target_ == "lrlab.optim.schedules.OneCycle" and cfg.optimizer.lr == 0.05
     first = next(r for r in rows if r["type"] == "step")
     assert first["step"] == 1 and first["lr"] == pytest.approx(0.05 / 25)  # onecycle's start
     assert first["momentum"] == pytest.approx(0.95)

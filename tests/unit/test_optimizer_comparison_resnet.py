@@ -50,13 +50,15 @@ def test_the_seed_setup_keeps_the_seeds_lrs_and_its_clr(tmp_path) -> None:
 
     sgd = job("sgd_clr_seed")
     assert (sgd.optimizer._target_, sgd.optimizer.lr) == ("torch.optim.SGD", "auto")
-    assert sgd.scheduler.name == "clr" and sgd.scheduler.mode == "triangular"
+    assert (
+        sgd.scheduler._target_ == "lrlab.optim.schedules.CLR" and sgd.scheduler.mode == "triangular"
+    )
     assert sgd.scheduler.step_size == 4.0 and sgd.scheduler.base_lr is None  # peak / 6
     assert (sgd.lr_find.start_lr, sgd.lr_find.end_lr, sgd.lr_find.num_it) == (1e-7, 0.1, 108)
     for recipe in SEED_RECIPES[1:]:
         cfg = job(recipe)
         default = OmegaConf.load(CONF / "optimizer" / f"{recipe}.yaml")
-        assert cfg.scheduler.name == "constant", recipe
+        assert cfg.scheduler._target_ == "lrlab.optim.schedules.Constant", recipe
         # the optimizer's own lr and weight decay, not flowers_resnet's AdamW settings
         assert cfg.optimizer.lr == default.lr, recipe
         assert cfg.optimizer.get("weight_decay") == default.get("weight_decay"), recipe
@@ -66,6 +68,9 @@ def test_the_tuned_grid_finds_each_lr_under_onecycle(tmp_path) -> None:
     for optimizer in OPTIMIZERS:
         cfg = compose_cfg(["experiment=optimizer_comparison_tuned", f"optimizer={optimizer}",
                            *ROOT_OVERRIDES], tmp_path)  # fmt: skip
-        assert cfg.optimizer.lr == "auto" and cfg.scheduler.name == "onecycle", optimizer
+        assert (
+            cfg.optimizer.lr == "auto"
+            and cfg.scheduler._target_ == "lrlab.optim.schedules.OneCycle"
+        ), optimizer
         default = OmegaConf.load(CONF / "optimizer" / f"{optimizer}.yaml")
         assert cfg.optimizer.get("weight_decay") == default.get("weight_decay"), optimizer

@@ -19,7 +19,9 @@ def test_the_yaml_shows_the_values_the_model_is_built_with(tmp_path) -> None:
     cfg = compose_cfg(["model=resnet9"], tmp_path)
     check_config(cfg)
     shown = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "resnet9.yaml"))
-    assert OmegaConf.to_container(cfg.model) == shown  # every value is in the file
+    shown.pop("defaults")  # the training keys every model includes (conf/model/training/)
+    training = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "training" / "default.yaml"))
+    assert OmegaConf.to_container(cfg.model) == {**training, **shown}  # every value is shown
     model = build_model(cfg.model, num_classes=5, in_channels=3, image_size=64)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 64, 64, 64, 128, 256, 256, 256]

@@ -126,11 +126,11 @@ def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @contextmanager
-def single_thread(device: torch.device) -> Iterator[None]:
+def single_thread(device: torch.device | None) -> Iterator[None]:
     """On the CPU, a batch's few small ops on one thread: with two or more OpenMP threads their
     synchronisation costs more than the ops (20x on a loaded 2-core machine:
     benchmarks/README.md, "Data on the device"). The model's steps keep every thread."""
-    if device.type != "cpu":
+    if device is None or device.type != "cpu":  # None: nothing to build (a bare gather)
         yield
         return
     threads = torch.get_num_threads()
@@ -188,7 +188,7 @@ class DeviceLoader:
             draws = draws.to(device, non_blocking=True)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            with single_thread(device):
+            with single_thread(device if draws is not None or self.data.pipeline.mean else None):
                 x = self.data.images[idx].to(torch.float32)  # a new tensor: normalised in place
                 if draws is not None:
                     x = self.augment(x, draws[start : start + batch_size])

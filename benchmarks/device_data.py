@@ -2,7 +2,7 @@
 default flowers run (SimpleCNN, 64 px, batch 32, random resized crop + flip), in one process,
 interleaved A B C ... A B C ... so that other load hits every variant alike.
 
-    .venv/bin/python benchmarks/device_data.py --repeats 3 --max-batches 50
+    .venv/bin/python benchmarks/device_data.py --repeats 3 --max-batches 20
 
 Variants (the same model, optimizer and TrainStep as `python train.py data=flowers`):
   device epoch     data.on_device=auto (the device path): its batches + train steps
@@ -49,7 +49,16 @@ def main() -> None:
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
     load_before = os.getloadavg()
-    device, loader = build("true", tmp / "device"), build("false", tmp / "loader")
+    import torch
+
+    from lrlab.data.device import device_loaders
+
+    # One decode: the device path's loaders from the very data sets of the per-sample path
+    loader = build("false", tmp / "loader")
+    train_set, val_set = loader.data.train_loader.dataset, loader.data.val_loader.dataset
+    gen = torch.Generator().manual_seed(0)
+    device_train, _ = device_loaders(train_set, val_set, 32, gen, torch.device("cpu"), "true")
+    print("built", flush=True)
     n = args.max_batches
     fixed = [(x.clone(), y.clone()) for x, y in itertools.islice(loader.data.train_loader, n)]
 
@@ -60,10 +69,10 @@ def main() -> None:
         c.step_fn.device.type == "cuda" and __import__("torch").cuda.synchronize()
 
     variants = {
-        "device epoch": lambda: steps(device, itertools.islice(device.data.train_loader, n)),
+        "device epoch": lambda: steps(loader, itertools.islice(device_train, n)),
         "loader epoch": lambda: steps(loader, itertools.islice(loader.data.train_loader, n)),
         "compute floor": lambda: steps(loader, fixed),
-        "device data": lambda: list(itertools.islice(device.data.train_loader, n)),
+        "device data": lambda: list(itertools.islice(device_train, n)),
         "loader data": lambda: list(itertools.islice(loader.data.train_loader, n)),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -74,6 +83,7 @@ def main() -> None:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
+            print(name, f"{times[name][-1]:.3f}", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     floor = med["compute floor"]
     lines = [

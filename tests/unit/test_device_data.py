@@ -208,3 +208,23 @@ def test_normalisation_matches_to_dtype_and_normalize():
     assert math.isclose(
         float(ours[0, 0, 0, 0]), (int(u8[0, 0, 0, 0]) / 255 - 0.1) / 0.3, rel_tol=1e-5
     )
+
+
+def test_a_cpu_batch_is_built_on_one_thread_and_training_keeps_every_thread(monkeypatch):
+    seen = []
+    loader = augmented_loader(0)
+    real = loader.data.normalise
+
+    def spy(x):
+        seen.append(torch.get_num_threads())
+        return real(x)
+
+    monkeypatch.setattr(loader.data, "normalise", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in loader:
+            assert torch.get_num_threads() == 2  # what the model's step gets
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [1] * len(loader)

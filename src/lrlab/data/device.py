@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,22 @@ def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
     return v2.functional.center_crop(v2.functional.resize(images, size, antialias=True), size)
 
 
+@contextmanager
+def single_thread(device: torch.device | None) -> Iterator[None]:
+    """On the CPU, a batch's few small ops on one thread: with two or more OpenMP threads their
+    synchronisation costs more than the ops (20x on a loaded 2-core machine:
+    benchmarks/README.md, "Data on the device"). The model's steps keep every thread."""
+    if device is None or device.type != "cpu":  # None: nothing to build (a bare gather)
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class DeviceLoader:
     """Batches of one `DeviceImages` split, already on its device; a loader to the loop (len,
     re-iterable, `generator`, `batch_size` the Resizing callback may change per epoch)."""
@@ -171,10 +188,12 @@ class DeviceLoader:
             draws = draws.to(device, non_blocking=True)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            x = self.data.images[idx].to(torch.float32)  # a new tensor: normalised in place
-            if draws is not None:
-                x = self.augment(x, draws[start : start + batch_size])
-            yield self.data.normalise(x), self.data.labels[idx]
+            with single_thread(device if draws is not None or self.data.pipeline.mean else None):
+                x = self.data.images[idx].to(torch.float32)  # a new tensor: normalised in place
+                if draws is not None:
+                    x = self.augment(x, draws[start : start + batch_size])
+                batch = self.data.normalise(x), self.data.labels[idx]
+            yield batch
         if self.shuffle:  # RandomSampler draws one more (empty) permutation at its end
             torch.randperm(n, generator=self.generator)
 

@@ -14,6 +14,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
@@ -39,6 +40,7 @@ def cli_in_process(script: str, *args: str, cwd: Path) -> subprocess.CompletedPr
 
     out, err = io.StringIO(), io.StringIO()
     saved = (sys.argv, os.getcwd(), dict(os.environ), logging.root.handlers[:])
+    threads = torch.get_num_threads()  # a run may set its own (trainer.num_threads)
     sys.argv = [script, *args]
     os.chdir(cwd)
     os.environ["PROJECT_ROOT"] = str(cwd)
@@ -59,4 +61,5 @@ def cli_in_process(script: str, *args: str, cwd: Path) -> subprocess.CompletedPr
                 logging.root.removeHandler(handler)
                 handler.close()
         GlobalHydra.instance().clear()
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import DictConfig, open_dict
 
 from lrlab.engine import loop
 from lrlab.engine.step import TrainStep
@@ -14,7 +16,7 @@ from lrlab.optim import build_scheduler
 from lrlab.tasks import build
 from lrlab.tasks.train import train
 from lrlab.tracking import read_jsonl
-from tests.helpers import CONF, FLOWERS, build_optimizer_from, requires_flowers
+from tests.helpers import CONF, FLOWERS, build_optimizer_from, compose_cfg, requires_flowers
 
 OPTIMIZERS = sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml"))
 SCHEDULERS = sorted(p.stem for p in (CONF / "scheduler").glob("*.yaml"))
@@ -26,10 +28,20 @@ def test_the_seed_optimizers_and_core_schedules_exist():
     assert {"constant", "onecycle"} <= set(SCHEDULERS)
 
 
+@functools.cache
+def composed(group: str, option: str) -> DictConfig:
+    """`group=option` composed once (read only: the tests below take their nodes from it)."""
+    return compose_cfg([f"{group}={option}"], Path("unused"))
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_every_optimizer_and_scheduler_composes_and_builds(make_cfg, optimizer, scheduler):
-    cfg = make_cfg(f"optimizer={optimizer}", f"scheduler={scheduler}")
+def test_every_optimizer_and_scheduler_composes_and_builds(optimizer, scheduler):
+    # The groups are independent: each pair is the optimizer's config with the schedule's node
+    # (11 + 11 compositions instead of 121).
+    cfg = composed("optimizer", optimizer).copy()
+    with open_dict(cfg):
+        cfg.scheduler = composed("scheduler", scheduler).scheduler
     model = build_model(cfg.model, num_classes=10, in_channels=1, image_size=16)
     opt = build_optimizer_from(cfg, model)
     assert type(opt).__name__.lower() == cfg.optimizer._target_.rsplit(".", 1)[1].lower()

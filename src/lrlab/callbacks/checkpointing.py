@@ -26,9 +26,9 @@ class Checkpointing(Callback):
 
     def on_step_end(self, state: TrainState, result: StepResult) -> None:
         every = self.every_n_steps
-        if state.stop_signal is not None or (every and state.step % every == 0):
+        if state.stop.now is not None or (every and state.step % every == 0):
             self.save(state)
-            if state.stop_signal is not None:
+            if state.stop.now is not None:
                 log.warning(
                     "checkpoint saved at epoch %d, step %d (%d of %d steps into the epoch)",
                     state.epoch + 1,

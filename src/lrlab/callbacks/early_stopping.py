@@ -52,12 +52,11 @@ class EarlyStopping(Callback):
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
-            state.should_stop = True
-            state.stopped_by = (
+            state.stop.after_epoch = (
                 f"early_stopping: {self.monitor} did not improve on {self.best:.4g} by more than "
                 f"{self.min_delta:g} for {self.patience} epochs (epoch {state.epoch})"
             )
-            log.info("%s", state.stopped_by)
+            log.info("%s", state.stop.after_epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs}

@@ -33,7 +33,9 @@ def tiny_state(epochs: int = 5, steps_per_epoch: int = 4) -> TrainState:
     model = nn.Linear(3, 2)
     step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cpu"))
     batches = [(torch.randn(2, 3), torch.tensor([0, 1])) for _ in range(steps_per_epoch)]
-    return TrainState(model, ConstantSchedule(), step, batches, batches[:1], epochs, steps_per_epoch)
+    return TrainState(
+        model, ConstantSchedule(), step, batches, batches[:1], epochs, steps_per_epoch
+    )
 
 
 class Recorder(Callback):

@@ -22,7 +22,7 @@ def find_lr(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
     settings = OmegaConf.to_object(cfg.lr_find)
     out = Path(cfg.paths.output_dir)
-    trackers = build_trackers(cfg.logger, out, cfg, job_type="find_lr")
+    trackers = build_trackers(OmegaConf.to_object(cfg.logger), out, cfg, job_type="find_lr")
     try:
         c = build_components(cfg)
         result = run_range_test(

@@ -81,7 +81,7 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
 
         try:
             check_config(cfg)
-            recorder.trackers = build_trackers(cfg.logger, run_dir, cfg)
+            recorder.trackers = build_trackers(OmegaConf.to_object(cfg.logger), run_dir, cfg)
             for tracker in recorder.trackers:
                 if hasattr(tracker, "restart"):
                     tracker.restart(kept_rows)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from lrlab.tracking.wandb_tracker import WandbConfig
 
 
 def hydra_context() -> dict[str, Any]:
@@ -72,7 +75,7 @@ def config_dict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def wandb_init_kwargs(
-    wcfg: DictConfig,
+    wcfg: WandbConfig,
     run_config: DictConfig,
     run_dir: Path,
     hydra: dict[str, Any] | None = None,
@@ -82,15 +85,15 @@ def wandb_init_kwargs(
     run's whole config (logged, and its top-level `tags`) and Hydra's runtime state."""
     hydra = hydra_context() if hydra is None else hydra
     sweep_dir = hydra.get("sweep_dir")
-    tags = [*(run_config.get("tags") or []), *(wcfg.get("tags") or [])]
+    tags = [*(run_config.get("tags") or []), *wcfg.tags]
     return {
-        "project": wcfg.get("project") or "lrlab",
-        "entity": wcfg.get("entity"),
-        "group": wcfg.get("group") or (sweep_group(sweep_dir) if sweep_dir else None),
-        "name": wcfg.get("name") or run_name(hydra.get("overrides", []), hydra.get("swept")),
-        "job_type": wcfg.get("job_type") or job_type,
+        "project": wcfg.project,
+        "entity": wcfg.entity,
+        "group": wcfg.group or (sweep_group(sweep_dir) if sweep_dir else None),
+        "name": wcfg.name or run_name(hydra.get("overrides", []), hydra.get("swept")),
+        "job_type": wcfg.job_type or job_type,
         "tags": [str(t) for t in dict.fromkeys(tags)] or None,
-        "notes": wcfg.get("notes"),
+        "notes": wcfg.notes,
         "config": config_dict(run_config),
         "dir": str(run_dir),  # offline runs land in <run dir>/wandb/, not in the repo root
     }

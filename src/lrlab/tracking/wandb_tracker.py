@@ -117,7 +117,7 @@ class WandbTracker:
     """One W&B run per training job; every W&B call guarded (see `_guard`)."""
 
     def __init__(
-        self, wcfg: DictConfig, run_config: DictConfig, run_dir: Path, job_type: str = "train"
+        self, wcfg: WandbConfig, run_config: DictConfig, run_dir: Path, job_type: str = "train"
     ) -> None:
         self.run: Any = None
         self.job_type = job_type
@@ -132,7 +132,7 @@ class WandbTracker:
     def _start(self, run_config: DictConfig) -> None:
         import wandb
 
-        mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
+        mode = resolve_wandb_mode(self.wcfg.mode)
         if mode == "disabled":
             return
         if os.environ.get("WANDB_MODE") == "":  # unset, as for lrlab: wandb refuses "" itself
@@ -170,10 +170,9 @@ class WandbTracker:
             # No network / bad key / service error: keep the run's W&B data for a later sync.
             remove_new_entries(wandb_dir, earlier)  # the failed attempt's run dir and links
             why = f"{type(e).__name__}: {first_line(e)}"
-            timeout = float(self.wcfg.get("init_timeout", 60))
             self._warn(
                 f"W&B online init failed ({why}); logging offline instead. On a slow "
-                f"connection raise logger.wandb.init_timeout (now {timeout:g} s); without one "
+                f"connection raise logger.wandb.init_timeout (now {self.wcfg.init_timeout:g} s); without one "
                 "set logger.wandb.mode=offline"
                 + ("; the sweep's later jobs start offline at once" if marker else "")
             )
@@ -194,8 +193,7 @@ class WandbTracker:
 
     def _init(self, wandb: Any, mode: str, kwargs: dict[str, Any]) -> Any:
         settings = wandb.Settings(
-            init_timeout=float(self.wcfg.get("init_timeout", 60)),
-            silent=bool(self.wcfg.get("silent", True)),
+            init_timeout=float(self.wcfg.init_timeout), silent=self.wcfg.silent
         )
         return wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
 
@@ -245,7 +243,7 @@ class WandbTracker:
         if self.run is None:
             return
         try:
-            if self.wcfg.get("log_checkpoint", False):
+            if self.wcfg.log_checkpoint:
                 self._log_checkpoints()
             self.run.summary["status"] = status
             self.run.finish(exit_code=1 if status in _FAILED_STATUSES else 0)

@@ -164,10 +164,10 @@ def test_names_from_hydra() -> None:
         naming.sweep_group(Path("outputs/multiruns/2026-01-01/12-00-00")) == "2026-01-01/12-00-00"
     )
     cfg = wandb_cfg(Path("/r"))
-    kw = naming.wandb_init_kwargs(typed_wandb(cfg), cfg, Path("/r"), hydra={})
+    kw = wandb_tracker.wandb_init_kwargs(typed_wandb(cfg), cfg, Path("/r"), hydra={})
     assert kw["group"] is None and kw["name"] is None and kw["job_type"] == "train"
     cfg = wandb_cfg(Path("/r"), group="mine", job_type="find_lr")
-    kw = naming.wandb_init_kwargs(typed_wandb(cfg), cfg, Path("/r"), MULTIRUN)
+    kw = wandb_tracker.wandb_init_kwargs(typed_wandb(cfg), cfg, Path("/r"), MULTIRUN)
     assert kw["group"] == "mine" and kw["job_type"] == "find_lr"
 
 

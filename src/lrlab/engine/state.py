@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from lrlab.engine.step import Batch, StepResult, TrainStep
-
-if TYPE_CHECKING:
-    from lrlab.engine.checkpoint import Checkpointer
 
 
 class StepSchedule(Protocol):
@@ -28,6 +25,12 @@ class StepSchedule(Protocol):
     def epoch_end(self, val_loss: float) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+class StateSaver(Protocol):
+    """What callbacks need of a checkpointer (`lrlab.engine.checkpoint.Checkpointer` is one)."""
+
+    def save(self, path: Path, state: TrainState) -> None: ...
 
 
 @dataclass
@@ -82,7 +85,7 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
     stop: Stop = field(default_factory=Stop)
     run_dir: Path | None = None
-    checkpointer: Checkpointer | None = None  # saves this state (Checkpointing, stop signals)
+    checkpointer: StateSaver | None = None  # saves this state (Checkpointing, stop signals)
     last_checkpoint: dict[str, int] | None = None  # position of the newest last.ckpt
     status: str = "running"
     error: str | None = None

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-
-if TYPE_CHECKING:
-    from lrlab.tracking.wandb_tracker import WandbConfig
 
 
 def hydra_context() -> dict[str, Any]:
@@ -72,31 +69,6 @@ def config_dict(cfg: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except Exception:
         return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
-
-
-def wandb_init_kwargs(
-    wcfg: WandbConfig,
-    run_config: DictConfig,
-    run_dir: Path,
-    hydra: dict[str, Any] | None = None,
-    job_type: str = "train",
-) -> dict:
-    """Arguments for `wandb.init` (without `mode`/`settings`) from `logger.wandb` (`wcfg`), the
-    run's whole config (logged, and its top-level `tags`) and Hydra's runtime state."""
-    hydra = hydra_context() if hydra is None else hydra
-    sweep_dir = hydra.get("sweep_dir")
-    tags = [*(run_config.get("tags") or []), *wcfg.tags]
-    return {
-        "project": wcfg.project,
-        "entity": wcfg.entity,
-        "group": wcfg.group or (sweep_group(sweep_dir) if sweep_dir else None),
-        "name": wcfg.name or run_name(hydra.get("overrides", []), hydra.get("swept")),
-        "job_type": wcfg.job_type or job_type,
-        "tags": [str(t) for t in dict.fromkeys(tags)] or None,
-        "notes": wcfg.notes,
-        "config": config_dict(run_config),
-        "dir": str(run_dir),  # offline runs land in <run dir>/wandb/, not in the repo root
-    }
 
 
 def wandb_row(row: dict[str, Any]) -> dict[str, Any]:

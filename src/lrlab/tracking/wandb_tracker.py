@@ -22,7 +22,7 @@ from omegaconf import MISSING, DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.tracking import naming
-from lrlab.tracking.naming import wandb_init_kwargs, wandb_row
+from lrlab.tracking.naming import wandb_row
 from lrlab.tracking.wandb_reach import shared_endpoint_check, wandb_base_url
 from lrlab.utils import json_safe
 
@@ -58,6 +58,31 @@ class WandbConfig:
             raise ConfigError(
                 f"logger.wandb.init_timeout must be a positive number, got {self.init_timeout!r}"
             )
+
+
+def wandb_init_kwargs(
+    wcfg: WandbConfig,
+    run_config: DictConfig,
+    run_dir: Path,
+    hydra: dict[str, Any] | None = None,
+    job_type: str = "train",
+) -> dict:
+    """Arguments for `wandb.init` (without `mode`/`settings`) from `logger.wandb` (`wcfg`), the
+    run's whole config (logged, and its top-level `tags`) and Hydra's runtime state."""
+    hydra = naming.hydra_context() if hydra is None else hydra
+    sweep_dir = hydra.get("sweep_dir")
+    tags = [*(run_config.get("tags") or []), *wcfg.tags]
+    return {
+        "project": wcfg.project,
+        "entity": wcfg.entity,
+        "group": wcfg.group or (naming.sweep_group(sweep_dir) if sweep_dir else None),
+        "name": wcfg.name or naming.run_name(hydra.get("overrides", []), hydra.get("swept")),
+        "job_type": wcfg.job_type or job_type,
+        "tags": [str(t) for t in dict.fromkeys(tags)] or None,
+        "notes": wcfg.notes,
+        "config": naming.config_dict(run_config),
+        "dir": str(run_dir),  # offline runs land in <run dir>/wandb/, not in the repo root
+    }
 
 
 def has_wandb_credentials() -> bool:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrlab.tasks.config import register_configs
+from lrlab.tracking import LoggerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -32,6 +33,16 @@ def compose_cfg(overrides: list[str], out_dir: Path, config_name: str = "train")
         cfg.paths.data_dir = str(out_dir / "data")
         cfg.trainer.progress_bar = False
     return cfg
+
+
+def logger_config(**loggers: dict[str, Any]) -> LoggerConfig:
+    """The checked `cfg.logger` trackers are built from: for each named logger (`wandb=...`),
+    its conf/logger/<name>.yaml values with the given ones on top."""
+    node = OmegaConf.structured(LoggerConfig)
+    for name, values in loggers.items():
+        yaml = OmegaConf.load(CONF / "logger" / f"{name}.yaml")
+        node = OmegaConf.merge(node, yaml, {name: values})
+    return OmegaConf.to_object(node)  # type: ignore[return-value]
 
 
 def run_cli(

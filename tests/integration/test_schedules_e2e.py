@@ -41,7 +41,7 @@ def stop_at(monkeypatch, step: int) -> None:
 
     def on_step_start(self, state):
         if state.step + 1 == step:
-            state.stop_requested = ("interrupted", "stopped by the test")
+            state.stop.signal = ("interrupted", "stopped by the test")
 
     monkeypatch.setattr(ProgressBar, "on_step_start", on_step_start, raising=False)
 

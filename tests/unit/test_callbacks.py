@@ -11,17 +11,18 @@ import torch
 
 from lrlab.callbacks import EMA, BestCheckpoint, EarlyStopping
 from lrlab.engine.callbacks import Callback, CallbackList, callback_states, load_callback_states
+from lrlab.engine.state import Stop
 from lrlab.errors import ConfigError
 
 
 def epochs_of(callback, values, metric="val_acc", **state):
     """Feed `values` as one epoch each; return the epoch after which the run was told to stop."""
-    s = SimpleNamespace(metrics={}, should_stop=False, stopped_by=None, epoch=0, **state)
+    s = SimpleNamespace(metrics={}, stop=Stop(), epoch=0, **state)
     for value in values:
         s.epoch += 1
         s.metrics = {metric: value}
         callback.on_validation_end(s)
-        if s.should_stop:
+        if s.stop.after_epoch is not None:
             return s.epoch, s
     return None, s
 
@@ -42,7 +43,7 @@ def test_early_stopping_counts_epochs_without_improvement(values, kwargs, stop):
     got, state = epochs_of(EarlyStopping(**kwargs), values, metric)
     assert got == stop
     if stop:
-        assert state.stopped_by.startswith(f"early_stopping: {metric} did not improve")
+        assert state.stop.after_epoch.startswith(f"early_stopping: {metric} did not improve")
 
 
 def test_early_stopping_state_survives_a_resume():

@@ -21,8 +21,8 @@ from lrlab.lr_finder import LrFindConfig
 from lrlab.lr_finder.range_test import SmoothedLoss
 from lrlab.lr_finder.suggestions import minimum, slide, steep, valley
 from lrlab.optim.param_groups import set_peak_lr
-from lrlab.tasks.auto_lr import find_auto_lr
 from lrlab.tasks.build import PLACEHOLDER_LR
+from lrlab.tasks.find_lr import find_auto_lr
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -47,9 +47,9 @@ def test_mlflow_run_holds_the_run_records(tmp_path):
 
 
 def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
-    from lrlab.tracking.mlflow_tracker import MlflowTracker
+    from lrlab.tracking.mlflow_tracker import MlflowConfig, MlflowTracker
 
-    mcfg = OmegaConf.create({"tracking_uri": None, "experiment": "e", "run_name": None})
+    mcfg = MlflowConfig(tracking_uri=None, experiment="e", run_name=None)
     run_cfg = OmegaConf.create({"tags": [], "seed": 1})
     first = MlflowTracker(mcfg, run_cfg, tmp_path)
     first.log_metrics({"type": "step", "step": 1, "train_loss": 1.0})

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from lrlab.engine.checkpoint import CHECKSUM, load_checkpoint
 from lrlab.errors import ConfigError
 from lrlab.tasks.train import prepare, train
+from tests.helpers import logger_config
 
 TINY = [
     "trainer.epochs=1",
@@ -507,7 +508,7 @@ def test_a_tracker_without_network_goes_offline_without_waiting_init_timeout(tmp
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        (tracker,) = tracking.build_trackers(cfg.logger, run_dir, cfg)
+        (tracker,) = tracking.build_trackers(logger_config(**cfg.logger), run_dir, cfg)
     try:
         assert time.monotonic() - started < 30  # not the 60 s init_timeout
         assert modes == ["offline"] and tracker.mode == "offline"  # online was not tried

@@ -394,6 +394,8 @@ def test_momentum_cycling_auto_follows_the_optimizer():
         ({}, "scheduler needs a _target_"),
         (scheduler_cfg("onecycle", pct_strat=0.3), "scheduler: "),
         (scheduler_cfg("onecycle", pct_start=1.5), "scheduler.pct_start=1.5: must be in (0, 1)"),
+        (scheduler_cfg("onecycle", div_factor=math.inf), "scheduler.div_factor=inf: must be > 0"),
+        (scheduler_cfg("step", milestones=[1, math.nan]), "scheduler.milestones=[1, nan]"),
         (scheduler_cfg("onecycle", anneal_strategy="cosine"), "scheduler.anneal_strategy='cosine'"),
         (scheduler_cfg("onecycle", three_phase="yes"), "scheduler.three_phase='yes'"),
         (scheduler_cfg("clr", mode="triangle"), "scheduler.mode='triangle'"),

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from lrlab.tasks.train import train
 from lrlab.tracking import read_jsonl
-from tests.helpers import compose_cfg
+from tests.helpers import compose_cfg, logger_config
 
 pytest.importorskip("tensorboard")
 
@@ -85,7 +85,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(wandb_tracker.WandbTracker, "_init", fake_init)
     monkeypatch.setattr(wandb_tracker, "resolve_wandb_mode", lambda mode: "online")
-    wcfg = OmegaConf.create({"project": "p", "mode": "online"})
+    wcfg = logger_config(wandb={"project": "p", "mode": "online"}).wandb
     run_cfg = OmegaConf.create({"tags": ["t"]})
     wandb_tracker.WandbTracker(wcfg, run_cfg, tmp_path / "run").finish("interrupted")
     assert "id" not in calls[0]
@@ -117,7 +117,7 @@ def test_logger_tensorboard_composes_with_the_others(tmp_path):
     from lrlab.tracking.tensorboard_tracker import TensorBoardTracker
 
     cfg = compose_cfg(["logger=[csv,tensorboard]"], tmp_path / "run")
-    trackers = build_trackers(cfg.logger, tmp_path / "run", cfg)
+    trackers = build_trackers(OmegaConf.to_object(cfg.logger), tmp_path / "run", cfg)
     assert [type(t) for t in trackers] == [CsvTracker, TensorBoardTracker]
     for t in trackers:
         t.finish("completed")

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from lrlab import tracking
 from lrlab.tracking import naming, wandb_tracker
+from tests.helpers import logger_config
 
 wandb = pytest.importorskip("wandb")
 
@@ -104,7 +105,12 @@ def offline_run(run_dir: Path, timeout: float = 20.0) -> dict[str, Any]:
 
 def build(cfg) -> list:
     """The trackers training builds for a whole config `cfg`."""
-    return tracking.build_trackers(cfg.logger, Path(cfg.paths.output_dir), cfg)
+    logger = logger_config(**OmegaConf.to_container(cfg.logger))
+    return tracking.build_trackers(logger, Path(cfg.paths.output_dir), cfg)
+
+
+def typed_wandb(cfg):
+    return logger_config(wandb=OmegaConf.to_container(cfg.logger.wandb)).wandb
 
 
 def wandb_cfg(run_dir: Path, **wandb_cfg: Any):
@@ -158,10 +164,10 @@ def test_names_from_hydra() -> None:
         naming.sweep_group(Path("outputs/multiruns/2026-01-01/12-00-00")) == "2026-01-01/12-00-00"
     )
     cfg = wandb_cfg(Path("/r"))
-    kw = naming.wandb_init_kwargs(cfg.logger.wandb, cfg, Path("/r"), hydra={})
+    kw = wandb_tracker.wandb_init_kwargs(typed_wandb(cfg), cfg, Path("/r"), hydra={})
     assert kw["group"] is None and kw["name"] is None and kw["job_type"] == "train"
     cfg = wandb_cfg(Path("/r"), group="mine", job_type="find_lr")
-    kw = naming.wandb_init_kwargs(cfg.logger.wandb, cfg, Path("/r"), MULTIRUN)
+    kw = wandb_tracker.wandb_init_kwargs(typed_wandb(cfg), cfg, Path("/r"), MULTIRUN)
     assert kw["group"] == "mine" and kw["job_type"] == "find_lr"
 
 

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from lrlab import tracking
 from lrlab.tracking import naming, wandb_reach, wandb_tracker
+from tests.helpers import logger_config
 
 wandb = pytest.importorskip("wandb")
 
@@ -88,7 +89,7 @@ def job(monkeypatch, run_dir: Path, sweep_dir: Path | None, **wandb_cfg: Any):
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        (tracker,) = tracking.build_trackers(cfg.logger, run_dir, cfg)
+        (tracker,) = tracking.build_trackers(logger_config(**cfg.logger), run_dir, cfg)
     return tracker, [str(w.message) for w in caught if "W&B" in str(w.message)]
 
 

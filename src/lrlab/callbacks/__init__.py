@@ -6,16 +6,12 @@ Always on, configured by `trainer.*` and `model.*` keys: `Freezing`, `ProgressBa
 `EarlyStopping`, `BestCheckpoint`, `EMA`, and any of your own (`_target_: my.module.MyCallback`).
 """
 
-from lrlab.callbacks.best_checkpoint import BestCheckpoint
-from lrlab.callbacks.checkpointing import Checkpointing
-from lrlab.callbacks.divergence import Divergence
-from lrlab.callbacks.early_stopping import EarlyStopping
+from lrlab.callbacks.checkpoints import BestCheckpoint, Checkpointing
 from lrlab.callbacks.ema import EMA
-from lrlab.callbacks.freezing import Freezing
-from lrlab.callbacks.optimizer_switch import OptimizerSwitch
 from lrlab.callbacks.progress import ProgressBar
 from lrlab.callbacks.records import RunRecords
-from lrlab.callbacks.resizing import Resizing
+from lrlab.callbacks.run_plan import Freezing, OptimizerSwitch, Resizing
+from lrlab.callbacks.stopping import Divergence, EarlyStopping
 from lrlab.engine.callbacks import Callback, StopTraining
 
 __all__ = [

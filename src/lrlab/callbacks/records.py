@@ -144,8 +144,8 @@ class RunRecords(Callback):
             at = (ckpt["epoch"], ckpt["step"])
             self.summary.update(self.at_checkpoint.get(at, {}))
             self.summary.update(epochs_completed=at[0], steps=at[1])
-        if state.stopped_by:
-            self.summary["stopped_early"] = state.stopped_by
+        if state.stop.after_epoch:
+            self.summary["stopped_early"] = state.stop.after_epoch
         self.close(state.status, state.error)
 
     def update_position(self, state: TrainState) -> None:

@@ -169,7 +169,7 @@ def train_job(cfg: DictConfig) -> float | None:
                 with refusal_noted(run_dir):
                     check_writable(run_dir)
                 write_hydra_files(run_dir, cfg)
-                if cfg.get("extras", {}).get("print_config", False) and first_job():
+                if cfg.extras.print_config and first_job():
                     from lrlab.cli.config_tree import print_config
 
                     print_config(cfg)

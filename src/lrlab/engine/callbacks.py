@@ -1,7 +1,7 @@
 """The callback protocol: hooks around the loop's epochs, steps and validation.
 
 A callback subclasses `Callback` and overrides the hooks it needs; every hook gets the
-`TrainState`. To stop: set `state.should_stop = True` (the run ends after this epoch, status
+`TrainState`. To stop: set `state.stop.after_epoch = "why"` (the run ends after this epoch, status
 `completed`) or raise `StopTraining(status, message)` (it ends now). A callback with
 `state_dict()`/`load_state_dict()` is saved in checkpoints and restored on resume.
 """

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from lrlab.data import DataBundle
+from lrlab.engine.state import Stop
 from lrlab.engine.step import Batch, StepResult, TrainStep
 from lrlab.parallel import is_distributed, local_rank, process_rank, world_size
 
@@ -129,14 +130,11 @@ class DistributedTrainStep(TrainStep):
     together: a stop signal (SIGTERM, ...) that reaches one of them stops all of them after the
     same optimizer step, so none waits forever for the others' gradients."""
 
-    requests: Any = None  # where StopSignals records this process's signal (`watch`)
+    requests: Stop | None = None  # where StopSignals records this process's signal (`watch`)
     state: Any = None  # the TrainState whose stop request the processes agree on
 
     def watch(self, signals: Any, state: Any) -> None:
-        class Requests:
-            stop_requested = None
-
-        self.requests, self.state = Requests(), state
+        self.requests, self.state = Stop(), state
         signals.attach(self.requests)
 
     def __call__(self, batches: Sequence[Batch]) -> StepResult:
@@ -144,11 +142,11 @@ class DistributedTrainStep(TrainStep):
         sums = torch.stack([result.loss_sum.double(), result.correct.double()])
         dist.all_reduce(sums)
         if self.requests is not None:
-            stop = torch.tensor([1 if self.requests.stop_requested else 0])
+            stop = torch.tensor([1 if self.requests.signal else 0])
             dist.all_reduce(stop)  # a CPU tensor: gloo, no wait for the GPU
-            if stop.item() and self.state.stop_requested is None:
+            if stop.item() and self.state.stop.signal is None:
                 # every process requests the stop after this same step (the loop acts on it)
-                self.state.stop_requested = self.requests.stop_requested or OTHER_RANK_STOP
+                self.state.stop.signal = self.requests.signal or OTHER_RANK_STOP
         # Every process has the same number of samples per step (the sampler evens them out).
         return StepResult(sums[0].float(), sums[1].long(), result.n * world_size())
 
@@ -164,10 +162,10 @@ class DistributedTrainStep(TrainStep):
 
 
 def attach(signals: Any, state: Any) -> None:
-    """`signals.attach(state)`; in a data parallel run, the processes also agree on stopping,
+    """`signals.attach(state.stop)`; in a data parallel run, the processes also agree on stopping,
     and the training sampler follows the state's epoch."""
     if not isinstance(state.step_fn, DistributedTrainStep):
-        signals.attach(state)
+        signals.attach(state.stop)
         return
     state.step_fn.watch(signals, state)
     loader = getattr(state.train_batches, "loader", state.train_batches)  # under limit_*

@@ -17,7 +17,7 @@ def fit(state: TrainState, callbacks: Sequence[Callback]) -> None:
     try:
         cbs.on_fit_start(state)
         stop_on(publish_stop(state))  # one that came while the run was being set up
-        while state.epoch < state.epochs and not state.should_stop:
+        while state.epoch < state.epochs and state.stop.after_epoch is None:
             cbs.on_epoch_start(state)
             state.train_mode()
             for group in epoch_groups(state):
@@ -29,7 +29,7 @@ def fit(state: TrainState, callbacks: Sequence[Callback]) -> None:
                 state.sums.add(result)
                 publish_stop(state)  # before the callbacks: they checkpoint on it
                 cbs.on_step_end(state, result)
-                stop_on(state.stop_signal)
+                stop_on(state.stop.now)
             sums = state.sums
             state.metrics = {  # one host sync per epoch
                 "train_loss": sums.loss_sum.item() / sums.seen,
@@ -44,8 +44,10 @@ def fit(state: TrainState, callbacks: Sequence[Callback]) -> None:
             publish_stop(state)
             cbs.on_validation_end(state)
             cbs.on_epoch_end(state)
-            if state.epoch < state.epochs and not state.should_stop:  # else: nothing left to do
-                stop_on(state.stop_signal)
+            if (
+                state.epoch < state.epochs and state.stop.after_epoch is None
+            ):  # else: nothing left to do
+                stop_on(state.stop.now)
         state.status = "completed"
     except StopTraining as stop:
         state.status, state.error = stop.status, stop.message
@@ -76,11 +78,11 @@ def epoch_groups(state: TrainState) -> Iterator[list[Batch]]:
 
 
 def publish_stop(state: TrainState) -> tuple[str, str] | None:
-    """`state.stop_signal` for this step's (or epoch's) end: a stop requested by now. A signal
+    """`state.stop.now` for this step's (or epoch's) end: a stop signalled by now. A signal
     that arrives while the callbacks run waits for the next one, so that every callback (the
     checkpoint included) sees the same decision as the loop."""
-    state.stop_signal = state.stop_requested
-    return state.stop_signal
+    state.stop.now = state.stop.signal
+    return state.stop.now
 
 
 def stop_on(signal: tuple[str, str] | None) -> None:

@@ -9,7 +9,10 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lrlab.engine.state import Stop
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ STATUS = {
 
 
 class StopSignals:
-    """`with StopSignals() as signals:` ... `signals.attach(state)`. Outside the main thread
+    """`with StopSignals() as signals:` ... `signals.attach(state.stop)`. Outside the main thread
     (where Python cannot install handlers) it does nothing.
 
     Nested (a sweep's around each job's): the inner one starts with a signal the outer one
@@ -35,22 +38,22 @@ class StopSignals:
         self.received: tuple[str, str] | None = None  # (status, why)
         self.signum: int | None = None
         self.then = then
-        self._state: Any = None
+        self._stop: Stop | None = None
         self._previous: dict[int, Any] = {}
 
-    def attach(self, state: Any) -> None:
-        """Record stop requests in `state.stop_requested` from now on (and any received
-        already); the loop acts on them at the next step's end (`loop.publish_stop`)."""
-        self._state = state
-        state.stop_requested = self.received
+    def attach(self, stop: Stop) -> None:
+        """Record signals in `stop.signal` from now on (and any received already); the loop
+        acts on them at the next step's end (`loop.publish_stop`)."""
+        self._stop = stop
+        stop.signal = self.received
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             name = signal.Signals(signum).name
             self.received, self.signum = (STATUS[signum], f"stopped by {name}"), signum
             log.warning("%s: %s", name, self.then)
-            if self._state is not None:
-                self._state.stop_requested = self.received
+            if self._stop is not None:
+                self._stop.signal = self.received
         if signum == signal.SIGINT:  # a second Ctrl-C stops at once
             signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -2,22 +2,19 @@
 
 What only one callback needs stays in that callback (the freezer, the EMA weights, the early
 stopping's best value); the state holds what the loop reads and what callbacks hand each other
-(`train_mode`, `eval_model`, `step_values`, the stop request)."""
+(`train_mode`, `eval_model`, `step_values`, `stop`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from lrlab.engine.step import Batch, StepResult, TrainStep
-
-if TYPE_CHECKING:
-    from lrlab.engine.checkpoint import Checkpointer
 
 
 class StepSchedule(Protocol):
@@ -28,6 +25,12 @@ class StepSchedule(Protocol):
     def epoch_end(self, val_loss: float) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+class StateSaver(Protocol):
+    """What callbacks need of a checkpointer (`lrlab.engine.checkpoint.Checkpointer` is one)."""
+
+    def save(self, path: Path, state: TrainState) -> None: ...
 
 
 @dataclass
@@ -46,6 +49,18 @@ class EpochSums:
         self.loss_sum += result.loss_sum
         self.correct += result.correct
         self.seen += result.n
+
+
+@dataclass
+class Stop:
+    """How a run is asked to end early: by a callback after the current epoch (early stopping),
+    or by a stop signal (SIGTERM, SIGUSR1, SIGINT) after the current optimizer step."""
+
+    after_epoch: str | None = None  # why a callback ends the run after this epoch (the summary's)
+    signal: tuple[str, str] | None = None  # (status, why), set by a signal handler at any time
+    # The signal this step's (or epoch's) end acts on: taken once by the loop (`loop.publish_stop`)
+    # before the callbacks run, so that they all see the same decision as the loop.
+    now: tuple[str, str] | None = None
 
 
 @dataclass
@@ -68,12 +83,9 @@ class TrainState:
     pending_rng: dict | None = None  # a mid-epoch resume's RNG, applied after the replay
     sums: EpochSums | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's
-    should_stop: bool = False  # a callback's request to end after this epoch (early stopping)
-    stopped_by: str | None = None  # why a callback set should_stop (goes into the summary)
-    stop_requested: tuple[str, str] | None = None  # (status, why), set by a signal at any time
-    stop_signal: tuple[str, str] | None = None  # the request this step's end acts on (the loop's)
+    stop: Stop = field(default_factory=Stop)
     run_dir: Path | None = None
-    checkpointer: Checkpointer | None = None  # saves this state (Checkpointing, stop signals)
+    checkpointer: StateSaver | None = None  # saves this state (Checkpointing, stop signals)
     last_checkpoint: dict[str, int] | None = None  # position of the newest last.ckpt
     status: str = "running"
     error: str | None = None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lrlab.errors import ConfigError
+from lrlab.utils import is_number
 
 if TYPE_CHECKING:
     import torch
@@ -74,8 +75,9 @@ class OnMetric(Schedule):
 
 
 def number(key: str, value: Any, within: str = "", what: str = "") -> float:
-    """`value` as a float if it is a number (not a bool) `within` e.g. "(0, 1]", ">= 0", "> 0"."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    """`value` as a float if it is a finite number (not a bool) `within` e.g. "(0, 1]", ">= 0",
+    "> 0" (`lrlab.utils.is_number`: the one number check)."""
+    ok = is_number(value)
     if ok and within[:1] == ">":
         op, bound = within.split()
         ok = value > float(bound) if op == ">" else value >= float(bound)
@@ -166,7 +168,7 @@ class Step(Schedule):
         ms = list(ms) if isinstance(ms, tuple) else ms
         if (
             not isinstance(ms, list)
-            or not all(isinstance(m, int | float) and not isinstance(m, bool) and m > 0 for m in ms)
+            or not all(is_number(m) and m > 0 for m in ms)
             or ms != sorted(ms)
         ):
             raise ConfigError(f"milestones={ms!r}: must be an increasing list of epochs > 0")

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from lrlab.callbacks.checkpointing import LAST
+from lrlab.callbacks.checkpoints import LAST
 from lrlab.engine.checkpoint import load_checkpoint
 from lrlab.errors import ConfigError
 from lrlab.tracking.records import METRICS_FILE, SUMMARY_FILE, read_json

@@ -19,9 +19,9 @@ from lrlab.engine.state import TrainState
 from lrlab.errors import ConfigError, RunDirError
 from lrlab.optim.param_groups import set_peak_lr
 from lrlab.parallel import world_size
-from lrlab.tasks.auto_lr import find_auto_lr
 from lrlab.tasks.build import build_components, is_auto_lr, trained_augment
 from lrlab.tasks.config import check_config
+from lrlab.tasks.find_lr import find_auto_lr
 from lrlab.tasks.resume import Start, describe, plan_start
 from lrlab.tasks.run_plan import plan_run
 from lrlab.tracking import RunRecorder, build_trackers, read_jsonl
@@ -81,7 +81,7 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
 
         try:
             check_config(cfg)
-            recorder.trackers = build_trackers(cfg.logger, run_dir, cfg)
+            recorder.trackers = build_trackers(OmegaConf.to_object(cfg.logger), run_dir, cfg)
             for tracker in recorder.trackers:
                 if hasattr(tracker, "restart"):
                     tracker.restart(kept_rows)

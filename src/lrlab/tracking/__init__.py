@@ -35,35 +35,30 @@ class LoggerConfig:
 
 
 def build_trackers(
-    logger_cfg: DictConfig | None, run_dir: Path, run_config: DictConfig, job_type: str = "train"
+    logger: LoggerConfig, run_dir: Path, run_config: DictConfig, job_type: str = "train"
 ) -> list[Tracker]:
-    """One tracker per configured logger; `run_config` is the run's whole config (W&B logs it),
-    `job_type` the kind of run (`train`, `find_lr`)."""
-    logger_cfg = logger_cfg or {}
+    """One tracker per configured logger (`logger`: the checked `cfg.logger`, as
+    `OmegaConf.to_object` makes it); `run_config` is the run's whole config (W&B and MLflow log
+    it), `job_type` the kind of run (`train`, `find_lr`)."""
     trackers: list[Tracker] = []
     if not is_main_process():  # a data parallel run has one W&B run, one CSV: rank 0's
         return trackers
-    if logger_cfg.get("csv") is not None:
+    if logger.csv is not None:
         from lrlab.tracking.csv_log import CsvTracker
 
-        trackers.append(CsvTracker(run_dir / logger_cfg.csv.filename))
-    if logger_cfg.get("wandb") is not None:
+        trackers.append(CsvTracker(run_dir / logger.csv.filename))
+    if logger.wandb is not None:
         from lrlab.tracking.wandb_tracker import WandbTracker
 
-        trackers.append(WandbTracker(logger_cfg.wandb, run_config, run_dir, job_type))
-    if logger_cfg.get("tensorboard") is not None:
+        trackers.append(WandbTracker(logger.wandb, run_config, run_dir, job_type))
+    if logger.tensorboard is not None:
         from lrlab.tracking.tensorboard_tracker import TensorBoardTracker
 
-        tb = logger_cfg.tensorboard
-        trackers.append(
-            TensorBoardTracker(
-                run_dir / tb.get("subdir", "tensorboard"),
-                int(tb.get("flush_secs", 30)),
-                list(run_config.get("tags") or []),
-            )
-        )
-    if logger_cfg.get("mlflow") is not None:
+        tb = logger.tensorboard
+        tags = list(run_config.get("tags") or [])
+        trackers.append(TensorBoardTracker(run_dir / tb.subdir, tb.flush_secs, tags))
+    if logger.mlflow is not None:
         from lrlab.tracking.mlflow_tracker import MlflowTracker
 
-        trackers.append(MlflowTracker(logger_cfg.mlflow, run_config, run_dir))
+        trackers.append(MlflowTracker(logger.mlflow, run_config, run_dir))
     return trackers

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import MISSING, DictConfig
+
 from lrlab.errors import ConfigError
 from lrlab.tracking.naming import config_dict, wandb_row
 from lrlab.utils import json_safe
@@ -22,9 +24,9 @@ RUN_ID_FILE = "mlflow_run_id"
 
 @dataclass
 class MlflowConfig:
-    tracking_uri: str | None = None  # null: sqlite:///<run dir>/mlflow.db
-    experiment: str = "lrlab"
-    run_name: str | None = None  # null: MLflow's generated name
+    tracking_uri: str | None = MISSING  # null: sqlite:///<run dir>/mlflow.db
+    experiment: str = MISSING  # (the values: conf/logger/mlflow.yaml)
+    run_name: str | None = MISSING  # null: MLflow's generated name
 
 
 def flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -40,7 +42,7 @@ def flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class MlflowTracker:
-    def __init__(self, mcfg: Any, run_config: Any, run_dir: Path) -> None:
+    def __init__(self, mcfg: MlflowConfig, run_config: DictConfig, run_dir: Path) -> None:
         try:
             import mlflow
         except ImportError:
@@ -50,8 +52,7 @@ class MlflowTracker:
         self.mlflow, self.run_dir, self.active = mlflow, run_dir, False
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            uri = mcfg.get("tracking_uri")
-            name = mcfg.get("experiment") or "lrlab"
+            uri, name = mcfg.tracking_uri, mcfg.experiment
             # Default: a store of the run's own (MLflow 3 keeps its file store read-mostly)
             mlflow.set_tracking_uri(uri or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}")
             if not uri and mlflow.get_experiment_by_name(name) is None:
@@ -60,7 +61,7 @@ class MlflowTracker:
             mlflow.set_experiment(name)
             id_file = run_dir / RUN_ID_FILE
             resumed = id_file.read_text().strip() if id_file.is_file() else None
-            run = mlflow.start_run(run_id=resumed, run_name=mcfg.get("run_name"))
+            run = mlflow.start_run(run_id=resumed, run_name=mcfg.run_name)
             id_file.write_text(f"{run.info.run_id}\n")
             self.active = True
             tags = {f"tag.{t}": "1" for t in (run_config.get("tags") or [])}

@@ -71,31 +71,6 @@ def config_dict(cfg: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
 
 
-def wandb_init_kwargs(
-    wcfg: DictConfig,
-    run_config: DictConfig,
-    run_dir: Path,
-    hydra: dict[str, Any] | None = None,
-    job_type: str = "train",
-) -> dict:
-    """Arguments for `wandb.init` (without `mode`/`settings`) from `logger.wandb` (`wcfg`), the
-    run's whole config (logged, and its top-level `tags`) and Hydra's runtime state."""
-    hydra = hydra_context() if hydra is None else hydra
-    sweep_dir = hydra.get("sweep_dir")
-    tags = [*(run_config.get("tags") or []), *(wcfg.get("tags") or [])]
-    return {
-        "project": wcfg.get("project") or "lrlab",
-        "entity": wcfg.get("entity"),
-        "group": wcfg.get("group") or (sweep_group(sweep_dir) if sweep_dir else None),
-        "name": wcfg.get("name") or run_name(hydra.get("overrides", []), hydra.get("swept")),
-        "job_type": wcfg.get("job_type") or job_type,
-        "tags": [str(t) for t in dict.fromkeys(tags)] or None,
-        "notes": wcfg.get("notes"),
-        "config": config_dict(run_config),
-        "dir": str(run_dir),  # offline runs land in <run dir>/wandb/, not in the repo root
-    }
-
-
 def wandb_row(row: dict[str, Any]) -> dict[str, Any]:
     """A metrics.jsonl row as W&B keys: `train/loss`, `val/acc`, `lr`, `lr/group_1`, `momentum`."""
     epoch_row = row.get("type") == "epoch"

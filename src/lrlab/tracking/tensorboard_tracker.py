@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import MISSING
+
 from lrlab.tracking.naming import wandb_row
 from lrlab.utils import json_safe
 
 
 @dataclass
 class TensorBoardConfig:
-    subdir: str = "tensorboard"  # in the run dir
-    flush_secs: int = 30
+    subdir: str = MISSING  # in the run dir (the values: conf/logger/tensorboard.yaml)
+    flush_secs: int = MISSING
 
 
 class TensorBoardTracker:

@@ -22,7 +22,7 @@ from omegaconf import MISSING, DictConfig
 
 from lrlab.errors import ConfigError
 from lrlab.tracking import naming
-from lrlab.tracking.naming import wandb_init_kwargs, wandb_row
+from lrlab.tracking.naming import wandb_row
 from lrlab.tracking.wandb_reach import shared_endpoint_check, wandb_base_url
 from lrlab.utils import json_safe
 
@@ -58,6 +58,31 @@ class WandbConfig:
             raise ConfigError(
                 f"logger.wandb.init_timeout must be a positive number, got {self.init_timeout!r}"
             )
+
+
+def wandb_init_kwargs(
+    wcfg: WandbConfig,
+    run_config: DictConfig,
+    run_dir: Path,
+    hydra: dict[str, Any] | None = None,
+    job_type: str = "train",
+) -> dict:
+    """Arguments for `wandb.init` (without `mode`/`settings`) from `logger.wandb` (`wcfg`), the
+    run's whole config (logged, and its top-level `tags`) and Hydra's runtime state."""
+    hydra = naming.hydra_context() if hydra is None else hydra
+    sweep_dir = hydra.get("sweep_dir")
+    tags = [*(run_config.get("tags") or []), *wcfg.tags]
+    return {
+        "project": wcfg.project,
+        "entity": wcfg.entity,
+        "group": wcfg.group or (naming.sweep_group(sweep_dir) if sweep_dir else None),
+        "name": wcfg.name or naming.run_name(hydra.get("overrides", []), hydra.get("swept")),
+        "job_type": wcfg.job_type or job_type,
+        "tags": [str(t) for t in dict.fromkeys(tags)] or None,
+        "notes": wcfg.notes,
+        "config": naming.config_dict(run_config),
+        "dir": str(run_dir),  # offline runs land in <run dir>/wandb/, not in the repo root
+    }
 
 
 def has_wandb_credentials() -> bool:
@@ -117,7 +142,7 @@ class WandbTracker:
     """One W&B run per training job; every W&B call guarded (see `_guard`)."""
 
     def __init__(
-        self, wcfg: DictConfig, run_config: DictConfig, run_dir: Path, job_type: str = "train"
+        self, wcfg: WandbConfig, run_config: DictConfig, run_dir: Path, job_type: str = "train"
     ) -> None:
         self.run: Any = None
         self.job_type = job_type
@@ -132,7 +157,7 @@ class WandbTracker:
     def _start(self, run_config: DictConfig) -> None:
         import wandb
 
-        mode = resolve_wandb_mode(self.wcfg.get("mode", "auto"))
+        mode = resolve_wandb_mode(self.wcfg.mode)
         if mode == "disabled":
             return
         if os.environ.get("WANDB_MODE") == "":  # unset, as for lrlab: wandb refuses "" itself
@@ -170,10 +195,9 @@ class WandbTracker:
             # No network / bad key / service error: keep the run's W&B data for a later sync.
             remove_new_entries(wandb_dir, earlier)  # the failed attempt's run dir and links
             why = f"{type(e).__name__}: {first_line(e)}"
-            timeout = float(self.wcfg.get("init_timeout", 60))
             self._warn(
                 f"W&B online init failed ({why}); logging offline instead. On a slow "
-                f"connection raise logger.wandb.init_timeout (now {timeout:g} s); without one "
+                f"connection raise logger.wandb.init_timeout (now {self.wcfg.init_timeout:g} s); without one "
                 "set logger.wandb.mode=offline"
                 + ("; the sweep's later jobs start offline at once" if marker else "")
             )
@@ -194,8 +218,7 @@ class WandbTracker:
 
     def _init(self, wandb: Any, mode: str, kwargs: dict[str, Any]) -> Any:
         settings = wandb.Settings(
-            init_timeout=float(self.wcfg.get("init_timeout", 60)),
-            silent=bool(self.wcfg.get("silent", True)),
+            init_timeout=float(self.wcfg.init_timeout), silent=self.wcfg.silent
         )
         return wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
 
@@ -245,7 +268,7 @@ class WandbTracker:
         if self.run is None:
             return
         try:
-            if self.wcfg.get("log_checkpoint", False):
+            if self.wcfg.log_checkpoint:
                 self._log_checkpoints()
             self.run.summary["status"] = status
             self.run.finish(exit_code=1 if status in _FAILED_STATUSES else 0)

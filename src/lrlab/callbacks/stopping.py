@@ -1,4 +1,6 @@
-"""Stop when a monitored metric has not improved for `patience` epochs (`callbacks=early_stopping`)."""
+"""Callbacks that end a run early: `Divergence` (always on: the training loss became NaN/inf or
+exceeded a threshold; status `diverged`) and `EarlyStopping` (`callbacks=early_stopping`: a
+monitored metric has not improved for `patience` epochs; status `completed`)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,9 @@ import logging
 import math
 from typing import Any
 
-from lrlab.engine.callbacks import Callback
+from lrlab.engine.callbacks import Callback, StopTraining
 from lrlab.engine.state import TrainState
+from lrlab.engine.step import StepResult
 from lrlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -52,15 +55,35 @@ class EarlyStopping(Callback):
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
-            state.should_stop = True
-            state.stopped_by = (
+            state.stop.after_epoch = (
                 f"early_stopping: {self.monitor} did not improve on {self.best:.4g} by more than "
                 f"{self.min_delta:g} for {self.patience} epochs (epoch {state.epoch})"
             )
-            log.info("%s", state.stopped_by)
+            log.info("%s", state.stop.after_epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+
+
+class Divergence(Callback):
+    """Checks the loss every `every_n_steps` steps (when it is read anyway, for the step rows)
+    and at every epoch's end."""
+
+    def __init__(self, threshold: float, every_n_steps: int) -> None:
+        self.threshold, self.every_n_steps = threshold, every_n_steps
+
+    def check(self, loss: float, step: int) -> None:
+        if not math.isfinite(loss) or loss > self.threshold:
+            raise StopTraining(
+                "diverged", f"training loss {loss} at step {step} (threshold {self.threshold})"
+            )
+
+    def on_step_end(self, state: TrainState, result: StepResult) -> None:
+        if state.step % self.every_n_steps == 0:
+            self.check(result.mean_loss(), state.step)
+
+    def on_train_epoch_end(self, state: TrainState) -> None:
+        self.check(state.metrics["train_loss"], state.step)

@@ -1,7 +1,12 @@
-"""`checkpoints/best.ckpt`: the epoch with the best monitored metric (`callbacks=best_checkpoint`).
+"""The checkpoint callbacks.
 
-With `save_top_k` > 1 the k best epochs are also kept as `checkpoints/top/epoch=NNN.ckpt`.
-Each is a full checkpoint: `trainer.resume=<run dir>/checkpoints/best.ckpt` continues from it.
+- `Checkpointing` (always on, `trainer.checkpoint`): `checkpoints/last.ckpt` after every epoch,
+  every `checkpoint_every_n_steps` optimizer steps, and when a stop signal (SIGTERM, SIGUSR1,
+  SIGINT) arrives: the run can always continue from where it stopped, mid-epoch included.
+- `BestCheckpoint` (`callbacks=best_checkpoint`): `checkpoints/best.ckpt`, the epoch with the
+  best monitored metric; with `save_top_k` > 1 the k best epochs are also kept as
+  `checkpoints/top/epoch=NNN.ckpt`. Each is a full checkpoint:
+  `trainer.resume=<run dir>/checkpoints/best.ckpt` continues from it.
 """
 
 from __future__ import annotations
@@ -10,12 +15,40 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lrlab.callbacks.early_stopping import check_monitor, improves
+from lrlab.callbacks.stopping import check_monitor, improves
 from lrlab.engine.callbacks import Callback
 from lrlab.engine.state import TrainState
+from lrlab.engine.step import StepResult
 from lrlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+LAST = Path("checkpoints") / "last.ckpt"
+
+
+class Checkpointing(Callback):
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        self.every_n_steps = every_n_steps
+
+    def save(self, state: TrainState) -> None:
+        state.checkpointer.save(state.run_dir / LAST, state)
+        state.last_checkpoint = {"epoch": state.epoch, "step": state.step}
+
+    def on_step_end(self, state: TrainState, result: StepResult) -> None:
+        every = self.every_n_steps
+        if state.stop.now is not None or (every and state.step % every == 0):
+            self.save(state)
+            if state.stop.now is not None:
+                log.warning(
+                    "checkpoint saved at epoch %d, step %d (%d of %d steps into the epoch)",
+                    state.epoch + 1,
+                    state.step,
+                    state.step_in_epoch,
+                    state.epoch_length(state.epoch),
+                )
+
+    def on_validation_end(self, state: TrainState) -> None:
+        self.save(state)
 
 
 class BestCheckpoint(Callback):

@@ -40,6 +40,8 @@ def timed(cmd: list[str], env: dict, cwd: Path, stop_after_first_step: bool = Fa
     """Wall seconds from launch to the first step's end and to exit, and the load before."""
     first = cwd / "first_step"
     first.unlink(missing_ok=True)
+    if not stop_after_first_step:  # lrlab: a fresh run dir (it refuses a completed one)
+        cmd = [*cmd, f"hydra.run.dir=runs/{time.time_ns()}"]
     env = {**env, "LRLAB_FIRST_STEP_FILE": str(first)}
     load = os.getloadavg()[0]
     launched = time.time()
@@ -79,7 +81,7 @@ def main() -> None:
                 cwd = Path(tmp, name)  # paths.root_dir=. : each tree its own data/ caches
                 cwd.mkdir(exist_ok=True)
                 train = [sys.executable, str(tree / "train.py")]
-                out.append((f"{name}: train.py (digits)", [*train, "hydra.run.dir=r"], env, cwd, 0))
+                out.append((f"{name}: train.py (digits)", train, env, cwd, 0))
                 if args.flowers:
                     flowers = [*train, *FLOWERS_STARTUP, f"data.root={args.flowers.resolve()}"]
                     out.append((f"{name}: train.py data=flowers", flowers, env, cwd, 0))

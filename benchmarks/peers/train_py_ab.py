@@ -1,8 +1,8 @@
 """`python train.py` (digits, the defaults) end to end, and start-up to the first optimizer
 step, for two checkouts and the hand-written loop, as whole processes, interleaved.
 
-    .venv/bin/python benchmarks/peers/startup_ab.py /tmp/base . --repeats 5
-    .venv/bin/python benchmarks/peers/startup_ab.py /tmp/base . --repeats 5 --flowers ../shared/data/flowers
+    .venv/bin/python benchmarks/peers/train_py_ab.py /tmp/base . --repeats 5
+    .venv/bin/python benchmarks/peers/train_py_ab.py /tmp/base . --repeats 5 --flowers ../shared/data/flowers
 
 Per round, in this order: each checkout's `python train.py` (digits, 5 epochs: command to
 exit, and command to the end of the first step through LRLAB_FIRST_STEP_FILE); with
@@ -10,7 +10,7 @@ exit, and command to the end of the first step through LRLAB_FIRST_STEP_FILE); w
 batch, no checkpoint) and the hand-written loop's (naive_loop.py, stopped after its first
 step). Every checkout runs from its own src/ (PYTHONPATH) with this interpreter and its own
 warm caches (one untimed run first), so only the code differs. Results:
-benchmarks/results/startup-ab.md and .json (medians, and the 1-min load before each process).
+benchmarks/results/train-py-ab.md and .json (medians, and the 1-min load before each process).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main() -> None:
         "## `python train.py` end to end and start-up, two checkouts, interleaved",
         "",
         f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; before = {trees['before']}, "
-        f"after = {trees['after']}; `python benchmarks/peers/startup_ab.py "
+        f"after = {trees['after']}; `python benchmarks/peers/train_py_ab.py "
         f"{' '.join(sys.argv[1:])}`",
         f"- {args.repeats} rounds; 1-min load before each process {min(loads):.1f} to "
         f"{max(loads):.1f} (2 cores); medians",
@@ -124,7 +124,7 @@ def main() -> None:
                 "over the hand-written loop (medians)"
             )
     text = "\n".join(lines) + "\n"
-    out = ROOT / "benchmarks" / "results" / f"startup-ab{'-' + args.tag if args.tag else ''}"
+    out = ROOT / "benchmarks" / "results" / f"train-py-ab{'-' + args.tag if args.tag else ''}"
     out.with_suffix(".md").write_text(text)
     out.with_suffix(".json").write_text(json.dumps(runs, indent=1))
     print(text)

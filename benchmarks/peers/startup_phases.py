@@ -1,6 +1,7 @@
 """Where `python train.py data=flowers` spends its time before the first optimizer step.
 
     python benchmarks/peers/startup_phases.py --repeats 5 -- data.root=../shared/data/flowers
+    python benchmarks/peers/startup_phases.py --repeats 5 --data digits   # the default run
 
 Runs train.py in a fresh process per repeat (data=flowers, one train and one validation
 batch, no checkpoint), with timers wrapped around the steps that lead to the first optimizer
@@ -74,6 +75,7 @@ def child(overrides: list[str]) -> None:
     import lrlab.tasks.train
 
     mark("import lrlab.tasks.train (rest)")
+    import lrlab.data.digits as digits
     import lrlab.data.folder as folder
     import lrlab.data.split as split
 
@@ -86,6 +88,7 @@ def child(overrides: list[str]) -> None:
         once=True,
     )
     timed(split, "stratified_split", "stratified split (sklearn import)")
+    timed(digits, "load_digits", "digits CSV (data=digits)")
     timed(folder, "channel_stats", "channel statistics")
     timed(folder, "cached_datasets", "decoded image cache")
     timed(folder, "image_folder", "image folder scan (torchvision import)")
@@ -102,6 +105,7 @@ def child(overrides: list[str]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--data", default="flowers", help="the data option: flowers or digits")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="train.py overrides (after --)")
     args = p.parse_args()
@@ -111,7 +115,7 @@ def main() -> None:
     runs: list[dict[str, float]] = []
     loads = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = ["data=flowers", "trainer.epochs=1", "trainer.limit_train_batches=1"]
+        base = [f"data={args.data}", "trainer.epochs=1", "trainer.limit_train_batches=1"]
         base += ["trainer.limit_val_batches=1", "trainer.checkpoint=false"]
         base += [f"paths.data_dir={tmp}/data", *args.overrides]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PROJECT_ROOT": tmp}
@@ -133,7 +137,7 @@ def main() -> None:
     names = list(runs[0])
     total = statistics.median(sum(r.values()) for r in runs)
     lines = [
-        "## start-up phases of `python train.py data=flowers` (command to first step)",
+        f"## start-up phases of `python train.py data={args.data}` (command to first step)",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"`python benchmarks/peers/startup_phases.py {' '.join(sys.argv[1:])}`",
@@ -147,8 +151,9 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     out_dir = ROOT / "benchmarks" / "results"
-    (out_dir / "startup-phases.md").write_text(text)
-    (out_dir / "startup-phases.json").write_text(json.dumps(runs, indent=1))
+    name = "startup-phases" if args.data == "flowers" else f"startup-phases-{args.data}"
+    (out_dir / f"{name}.md").write_text(text)
+    (out_dir / f"{name}.json").write_text(json.dumps(runs, indent=1))
     print(text)
 
 

@@ -32,12 +32,21 @@ def stratified_split(
 
 
 def remembered_split(
-    files: list[str], labels: np.ndarray, val_fraction: float, seed: int, cache_dir: Path
+    files: list[str],
+    labels: np.ndarray,
+    val_fraction: float,
+    seed: int,
+    cache_dir: Path | str | None,
+    key_name: str = "data.val_fraction",
 ) -> tuple[list, list]:
     """`stratified_split`, stored once per file list, labels, fraction, seed and scikit-learn
-    version (in `cache_dir/split_cache/`): a later run skips importing scikit-learn (about 1 s
-    of start-up)."""
+    version (in `cache_dir/split_cache/`): a later run skips importing scikit-learn (about 2 s
+    of start-up). Without `cache_dir`, just `stratified_split`."""
     from importlib.metadata import version
+
+    if cache_dir is None:
+        return stratified_split(labels, val_fraction, seed, key_name)
+    cache_dir = Path(cache_dir)
 
     key = hashlib.sha256(f"{val_fraction!r}|{seed}|{version('scikit-learn')}\n".encode())
     for f, y in zip(files, labels.tolist(), strict=True):
@@ -46,7 +55,7 @@ def remembered_split(
     if cache.is_file():
         split = json.loads(cache.read_text())
         return split["train"], split["val"]
-    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed, key_name)
     try:  # atomically: parallel sweep jobs may read it meanwhile
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")

@@ -279,7 +279,10 @@ def main() -> None:
             (
                 out,
                 subprocess.Popen(
-                    cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                    cmd,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
                     env={**os.environ, **ENV},
                 ),
             )

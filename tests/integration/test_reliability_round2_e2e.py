@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
+from tests.helpers.cli import cli_in_process
 from tests.helpers.interrupts import SLOW, start_cli, wait_for_steps
 
 pytestmark = pytest.mark.slow
@@ -55,17 +56,20 @@ def alive(pid: int) -> bool:
 
 def test_a_second_trainer_of_a_run_dir_is_refused_and_a_killed_ones_lock_is_not_stale(tmp_path):
     run_dir = tmp_path / "run"
-    # 0.4 s a step: the first is still training when the second has started
+    # 0.4 s a step: the first (a real process) is still training when the second (this
+    # process: no start-up) has started
     command = [
         *PACED,
         "+callbacks.pace.seconds=0.4",
         "trainer.epochs=1",
+        "trainer.limit_train_batches=10",
         f"hydra.run.dir={run_dir}",
     ]
     first = start_cli(*command, cwd=tmp_path, env=HELPERS_ENV)
     try:
         wait_for_steps(first, run_dir / "metrics.jsonl", 3)
-        code, _, err = run(*command, "trainer.resume=auto", cwd=tmp_path)
+        refused = cli_in_process("train.py", *command, "trainer.resume=auto", cwd=tmp_path)
+        code, err = refused.returncode, refused.stderr
         assert code == 2, err[-3000:]
         line = err.strip().splitlines()[-1]
         assert line.startswith(f"error: {run_dir} is in use: process {first.pid} on ")
@@ -74,8 +78,8 @@ def test_a_second_trainer_of_a_run_dir_is_refused_and_a_killed_ones_lock_is_not_
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # no clean-up: its lock note stays behind
         first.wait()
-    code, _, err = run(*command, "trainer.resume=auto", cwd=tmp_path)
-    assert code == 0, err[-3000:]
+    done = cli_in_process("train.py", *command, "trainer.resume=auto", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert summary(run_dir)["status"] == "completed"
 
 

@@ -3,8 +3,10 @@ missing first): lrlab's precisions, torch.compile, channels_last and a one-GPU t
 images per second against a hand-written loop and timm's own train.py, and the seed study's
 full-length time estimated from a timed slice. Writes a Markdown report (`--out`).
 
-`--dry-run`: the same steps on the CPU, tiny (a generated image folder, 2 batches an epoch),
-so that the test suite keeps the script working (tests/integration/test_gpu_check.py).
+`--dry-run`: the same steps on the CPU, tiny (a generated image folder, 2 batches an epoch,
+one thread per process), so that the test suite keeps the script working
+(tests/integration/test_gpu_check.py). The runs that differ in one key only (the precisions,
+channels_last) are one `train.py -m` sweep: one process and start-up for them all.
 """
 
 from __future__ import annotations

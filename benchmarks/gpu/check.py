@@ -3,8 +3,10 @@ missing first): lrlab's precisions, torch.compile, channels_last and a one-GPU t
 images per second against a hand-written loop and timm's own train.py, and the seed study's
 full-length time estimated from a timed slice. Writes a Markdown report (`--out`).
 
-`--dry-run`: the same steps on the CPU, tiny (a generated image folder, 2 batches an epoch),
-so that the test suite keeps the script working (tests/integration/test_gpu_check.py).
+`--dry-run`: the same steps on the CPU, tiny (a generated image folder, 2 batches an epoch,
+one thread per process), so that the test suite keeps the script working
+(tests/integration/test_gpu_check.py). The runs that differ in one key only (the precisions,
+channels_last) are one `train.py -m` sweep: one process and start-up for them all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FLOWERS = ROOT.parent / "shared" / "data" / "flowers"
 PY = sys.executable
+# The dry run's processes on one thread each: on a small shared CPU torch's default threads
+# oversubscribe it (the hand-written loop ran 5x slower), and its timings mean nothing anyway.
+DRY_ENV = {"OMP_NUM_THREADS": "1"}
+ENV: dict[str, str] = {}  # what every process of this check gets (DRY_ENV in the dry run)
 
 
 @dataclass
@@ -46,11 +52,12 @@ class Report:
 
 
 def run(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int, str, float]:
+    env = {**ENV, **(env or {})}
     start = time.perf_counter()
     try:
         p = subprocess.run(
             cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **env},
         )  # fmt: skip
         out, rc = p.stdout + p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
@@ -63,11 +70,28 @@ def lrlab(out: Path, *overrides: str, timeout: float = 240, launcher: list[str] 
     cmd = [*(launcher or [PY]), "train.py", f"paths.output_dir={out}"]
     cmd += ["trainer.progress_bar=false", *overrides]
     rc, text, seconds = run(cmd, timeout)
+    return (*run_result(out, rc == 0), seconds, text[-600:])
+
+
+def lrlab_sweep(out: Path, key: str, values: list[str], *overrides: str, timeout: float = 600):
+    """`train.py -m key=v1,v2,...`: the runs one after another in one process (no Python and
+    torch start-up per run); per value as `lrlab` gives it, the seconds split evenly."""
+    cmd = [PY, "train.py", "-m", f"hydra.sweep.dir={out}", "hydra.sweep.subdir=${hydra.job.num}"]
+    cmd += ["trainer.progress_bar=false", *overrides, f"{key}={','.join(values)}"]
+    _rc, text, seconds = run(cmd, timeout)
+    results = [run_result(out / str(k), True) for k in range(len(values))]
+    return [(*r, seconds / len(values), text[-600:]) for r in results]
+
+
+def run_result(out: Path, ok: bool) -> tuple[dict | None, list[dict]]:
+    """A run dir's summary (None unless `ok` and completed) and its epoch rows."""
     summary_file = out / "summary.json"
-    summary = json.loads(summary_file.read_text()) if rc == 0 and summary_file.exists() else None
+    summary = json.loads(summary_file.read_text()) if ok and summary_file.exists() else None
+    if summary is not None and summary.get("status") != "completed":
+        summary = None
     metrics = out / "metrics.jsonl"
     rows = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
-    return summary, [r for r in rows if r["type"] == "epoch"], seconds, text[-600:]
+    return summary, [r for r in rows if r["type"] == "epoch"]
 
 
 def finite(rows: list[dict]) -> bool:
@@ -102,6 +126,8 @@ def main() -> None:
     if not dry and not torch.cuda.is_available():
         sys.exit("benchmarks/gpu/check.py: no CUDA device here; use --dry-run for the CPU check")
     report = Report(dry)
+    if dry:
+        ENV.update(DRY_ENV)
     flowers = tiny_folder(work / "images") if dry else args.flowers
     device = "cpu" if dry else "cuda"
     short = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1"] if dry else []
@@ -112,11 +138,10 @@ def main() -> None:
     # 1. precisions on digits and the flowers: finite losses, accuracy as the float32 run's
     accuracy: dict[tuple[str, str], float] = {}
     for data_name, data in (("digits", []), ("flowers", flowers_data)):
-        for precision in ("32", "bf16-mixed", "16-mixed"):
-            if dry and data_name == "flowers" and precision != "32":
-                continue  # the dry run: the precisions on digits only (fp16 is slow on a CPU)
-            out = work / f"{data_name}-{precision}"
-            summary, rows, s, tail = lrlab(out, *base, *data, f"trainer.precision={precision}")
+        # the dry run: the precisions on digits only (fp16 is slow on a CPU)
+        precisions = ["32"] if dry and data_name == "flowers" else ["32", "bf16-mixed", "16-mixed"]
+        runs = lrlab_sweep(work / data_name, "trainer.precision", precisions, *base, *data)
+        for precision, (summary, rows, s, tail) in zip(precisions, runs, strict=True):
             ok = summary is not None and finite(rows)
             acc = rows[-1]["val_acc"] if rows else float("nan")
             accuracy[data_name, precision] = acc
@@ -153,11 +178,12 @@ def main() -> None:
             epoch_rate(rows) if rows else tail,
             s,
         )
-    for cl in ("true", "false"):
-        summary, rows, s, tail = lrlab(
-            work / f"cl-{cl}", *base, *flowers_data, f"trainer.precision={fast}",
-            f"trainer.channels_last={cl}",
-        )  # fmt: skip
+    layouts = ["true", "false"]
+    runs = lrlab_sweep(
+        work / "channels_last", "trainer.channels_last", layouts, *base, *flowers_data,
+        f"trainer.precision={fast}",
+    )  # fmt: skip
+    for cl, (summary, rows, s, tail) in zip(layouts, runs, strict=True):
         detail = epoch_rate(rows) if summary else tail
         report.add(f"channels_last={cl}", summary is not None and finite(rows), detail, s)
 
@@ -255,7 +281,11 @@ def main() -> None:
             (
                 out,
                 subprocess.Popen(
-                    cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+                    cmd,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **ENV},
                 ),
             )
         )

@@ -1,5 +1,6 @@
 """The entry points as a user runs them from a scratch directory: Hydra's command line in this
-process (`cli_in_process`), and as real processes for the default run and a sweep."""
+process (`cli_in_process`), and as a real process for the default run (sweeps in real
+processes: test_launchers.py, test_signals.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_default_run_reaches_95_percent_on_digits(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_gives_one_recorded_job_per_combination(tmp_path):
-    result = run_cli("train.py", "-m", "optimizer=adam,sgd", "seed=0,1", "debug=fast", cwd=tmp_path)
+    args = ["-m", "optimizer=adam,sgd", "seed=0,1", "debug=fast"]
+    result = cli_in_process("train.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     sweep = only_dir("outputs/multiruns/*/*", tmp_path)
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())

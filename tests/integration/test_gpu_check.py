@@ -28,13 +28,14 @@ def test_the_gpu_check_dry_run_passes_and_writes_its_report(tmp_path):
         assert f"| {check} | yes |" in report, check
 
 
-@pytest.mark.slow  # imports torch and timm in a new process a few times
 def test_missing_packages_without_a_wheel_folder_are_named(tmp_path):
-    """A python without hydra: check.sh names what is missing and how to bring it, exit 2."""
+    """A python without hydra: check.sh names what is missing and how to bring it, exit 2.
+    The fake python answers check.sh's `-c "import X"` probes itself (no torch import per
+    probe) and refuses any other command: check.sh must stop before it runs anything."""
     fake = tmp_path / "python"
     fake.write_text(
-        f"#!/bin/sh\ncase \"$2\" in 'import hydra'|'import omegaconf') exit 1;; esac\n"
-        f'exec {sys.executable} "$@"\n'
+        "#!/bin/sh\ncase \"$1 $2\" in '-c import hydra'|'-c import omegaconf') exit 1;;\n"
+        "'-c import '*) exit 0;; esac\necho \"fake python: unexpected $*\"; exit 3\n"
     )
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake)}

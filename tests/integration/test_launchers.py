@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, run_cli
+from tests.helpers.cli import cli_in_process
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="hydra-joblib-launcher")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher")
@@ -139,7 +140,8 @@ def test_submitit_local_sweep_records_reports_and_resubmits_only_unfinished_jobs
 def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
     """submitit's preemption signal (USR2) mid-epoch: lrlab checkpoints, submitit requeues the
     job, which continues from the checkpoint to the records of an uninterrupted run."""
-    common = ["seed=0", "trainer.epochs=2", "trainer.log_every_n_steps=5"]
+    # one thread: the reference, run in this process, computes as the job's own process does
+    common = ["seed=0", "trainer.epochs=2", "trainer.log_every_n_steps=5", "trainer.num_threads=1"]
     sweep = tmp_path / "sweep"
     result = run_cli(
         "train.py",
@@ -161,7 +163,7 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
     assert "Requeued job" in logs
 
     reference = tmp_path / "uninterrupted"
-    result = run_cli("train.py", *common, f"hydra.run.dir={reference}", cwd=tmp_path)
+    result = cli_in_process("train.py", *common, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert rows(job) == rows(reference)
 

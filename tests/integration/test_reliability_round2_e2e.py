@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
+from tests.helpers.cli import cli_in_process
 from tests.helpers.interrupts import SLOW, start_cli, wait_for_steps
 
 pytestmark = pytest.mark.slow
@@ -26,6 +27,12 @@ def run(*args: str, cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
     proc = start_cli(*args, cwd=cwd, env=HELPERS_ENV)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def run_here(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """The same command line in this process (checks of what a run refuses or reports)."""
+    done = cli_in_process("train.py", *args, cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
 
 
 def summary(run_dir: Path) -> dict:
@@ -55,17 +62,20 @@ def alive(pid: int) -> bool:
 
 def test_a_second_trainer_of_a_run_dir_is_refused_and_a_killed_ones_lock_is_not_stale(tmp_path):
     run_dir = tmp_path / "run"
-    # 0.4 s a step: the first is still training when the second has started
+    # 0.4 s a step: the first (a real process) is still training when the second (this
+    # process: no start-up) has started
     command = [
         *PACED,
         "+callbacks.pace.seconds=0.4",
         "trainer.epochs=1",
+        "trainer.limit_train_batches=10",
         f"hydra.run.dir={run_dir}",
     ]
     first = start_cli(*command, cwd=tmp_path, env=HELPERS_ENV)
     try:
         wait_for_steps(first, run_dir / "metrics.jsonl", 3)
-        code, _, err = run(*command, "trainer.resume=auto", cwd=tmp_path)
+        refused = cli_in_process("train.py", *command, "trainer.resume=auto", cwd=tmp_path)
+        code, err = refused.returncode, refused.stderr
         assert code == 2, err[-3000:]
         line = err.strip().splitlines()[-1]
         assert line.startswith(f"error: {run_dir} is in use: process {first.pid} on ")
@@ -74,8 +84,8 @@ def test_a_second_trainer_of_a_run_dir_is_refused_and_a_killed_ones_lock_is_not_
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # no clean-up: its lock note stays behind
         first.wait()
-    code, _, err = run(*command, "trainer.resume=auto", cwd=tmp_path)
-    assert code == 0, err[-3000:]
+    done = cli_in_process("train.py", *command, "trainer.resume=auto", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert summary(run_dir)["status"] == "completed"
 
 
@@ -133,10 +143,10 @@ def test_sigkill_of_a_joblib_sweeps_main_process_leaves_no_workers_behind(tmp_pa
 def test_a_sweep_rerun_whose_jobs_are_not_resumed_says_so_per_job_and_exits_2(tmp_path):
     sweep = tmp_path / "sweep"
     common = ["-m", "trainer.epochs=1", "trainer.num_threads=1", f"hydra.sweep.dir={sweep}"]
-    code, _, err = run(*common, "seed=0,1", cwd=tmp_path)
+    code, _, err = run_here(*common, "seed=0,1", cwd=tmp_path)
     assert code == 0, err[-3000:]
     before = {j: (sweep / j / "summary.json").read_bytes() for j in ("0", "1")}
-    code, out, err = run(*common, "seed=1,0", "trainer.resume=auto", cwd=tmp_path)
+    code, out, err = run_here(*common, "seed=1,0", "trainer.resume=auto", cwd=tmp_path)
     assert code == 2, err[-3000:]
     for job, change in (("0", "seed (0 -> 1)"), ("1", "seed (1 -> 0)")):
         line = next(li for li in out.splitlines() if li.startswith(f"[{job}] "))
@@ -149,9 +159,9 @@ def test_a_sweep_rerun_whose_jobs_are_not_resumed_says_so_per_job_and_exits_2(tm
 def test_resume_auto_of_a_diverged_run_with_a_fixed_lr_names_the_changed_key(tmp_path):
     run_dir = tmp_path / "run"
     common = ["trainer.epochs=1", "trainer.num_threads=1", f"hydra.run.dir={run_dir}"]
-    code, out, err = run(*common, "optimizer.lr=1e6", cwd=tmp_path)
+    code, out, err = run_here(*common, "optimizer.lr=1e6", cwd=tmp_path)
     assert code == 0 and summary(run_dir)["status"] == "diverged", err[-3000:]
-    code, out, err = run(*common, "optimizer.lr=1e-3", "trainer.resume=auto", cwd=tmp_path)
+    code, out, err = run_here(*common, "optimizer.lr=1e-3", "trainer.resume=auto", cwd=tmp_path)
     assert code == 2, out + err[-3000:]
     assert "nothing to train" not in out
     line = err.strip().splitlines()[-1]
@@ -193,20 +203,20 @@ def test_a_read_only_run_dir_reports_a_finished_run_and_refuses_training_in_one_
     disk = tmpfs("8m")
     run_dir = disk.path / "run"
     common = ["trainer.num_threads=1", "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}"]
-    code, _, err = run(*common, "trainer.epochs=1", cwd=tmp_path)
+    code, _, err = run_here(*common, "trainer.epochs=1", cwd=tmp_path)
     assert code == 0, err[-3000:]
     disk.read_only()
-    code, out, err = run(*common, "trainer.epochs=1", "trainer.resume=auto", cwd=tmp_path)
+    code, out, err = run_here(*common, "trainer.epochs=1", "trainer.resume=auto", cwd=tmp_path)
     assert code == 0 and "nothing to train" in out, err[-3000:]
     assert "Traceback" not in err
-    code, _, err = run(*common, "trainer.epochs=2", "trainer.resume=auto", cwd=tmp_path)
+    code, _, err = run_here(*common, "trainer.epochs=2", "trainer.resume=auto", cwd=tmp_path)
     assert code == 2, err[-3000:]
     assert err.strip() == (
         f"error: {run_dir} is not writable (Read-only file system); choose another "
         "hydra.run.dir / hydra.sweep.dir (a finished run there is still reported with "
         "trainer.resume=auto)"
     )
-    code, _, err = run(*common, f"hydra.run.dir={disk.path / 'new'}", cwd=tmp_path)
+    code, _, err = run_here(*common, f"hydra.run.dir={disk.path / 'new'}", cwd=tmp_path)
     assert code == 2 and err.strip() == (
         f"error: cannot write {disk.path / 'new'}: Read-only file system"
     ), err[-3000:]
@@ -215,7 +225,7 @@ def test_a_read_only_run_dir_reports_a_finished_run_and_refuses_training_in_one_
 def test_a_full_disk_is_one_line_and_exit_1(tmp_path, tmpfs):
     disk = tmpfs("2m")  # one digits checkpoint (1.4 MB) fits, a second one beside it does not
     run_dir = disk.path / "run"
-    code, _, err = run(
+    code, _, err = run_here(
         "trainer.epochs=3", "trainer.num_threads=1", f"hydra.run.dir={run_dir}", cwd=tmp_path
     )
     assert code == 1, err[-3000:]

@@ -1,6 +1,9 @@
 """Real signals from outside, as a scheduler or a terminal sends them: `train.py` is started as
 a user would, slowed down (`SlowSteps`) so that it is signalled or killed mid-epoch, then the
-same command with `trainer.resume=auto` must give the records of an uninterrupted run."""
+same command with `trainer.resume=auto` must give the records of an uninterrupted run. The
+signalled runs are real processes; the resumes and the uninterrupted runs, which nothing
+signals, run in this process (`cli_in_process`: the same command line, no start-up), except
+the stopped sweep's resume."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.cli import cli_in_process
 from tests.helpers.interrupts import (
     SLOW,
     file_hashes,
@@ -36,6 +40,13 @@ COMMON = [
 
 
 def run(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """`python train.py <args>` from `cwd`, in this process: (exit status, stdout, stderr)."""
+    done = cli_in_process("train.py", *args, cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
+
+
+def run_process(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """The same as a real process (one that signals itself)."""
     proc = start_cli(*args, cwd=cwd)
     out, err = proc.communicate(timeout=300)
     return proc.returncode, out, err
@@ -198,7 +209,7 @@ def test_a_stopped_sweep_reports_its_jobs_and_resumes_where_it_stopped(tmp_path)
 def test_a_signal_between_two_jobs_stops_the_sweep_with_its_report(tmp_path):
     sweep = tmp_path / "sweep"
     hook = "+hydra.callbacks.stop._target_=tests.helpers.interrupts.SignalAfterJob"
-    code, out, err = run(
+    code, out, err = run_process(
         "-m", "trainer.epochs=1", "trainer.limit_train_batches=2", "trainer.num_threads=1",
         "seed=0,1", hook, f"hydra.sweep.dir={sweep}", cwd=tmp_path,
     )  # fmt: skip

@@ -40,9 +40,12 @@ RESUMABLE_KEYS = (
     "lr_find",
     "data.root",
     "data.val_root",
+    "data.test_root",  # held out: training never reads it
     "data.stats_dir",
+    "data.cache_dir",
     "data.cache_images",
     "data.cache_max_gb",
+    "data.about",
     "model.weights",
 )
 

@@ -53,3 +53,16 @@ def recorded_run(tmp_path_factory) -> tuple[DictConfig, dict, list[dict]]:
     cfg = compose_cfg(RECORDED_RUN, tmp_path_factory.mktemp("recorded") / "run")
     summary = train(cfg)
     return cfg, summary, read_jsonl(Path(cfg.paths.output_dir) / "metrics.jsonl")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """End the worker processes an in-process run left alive (persistent DataLoader workers of a
+    loader still referenced when the session ends): the interpreter's exit would wait on them
+    (seen once from a fresh clone, after every test had passed)."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=5)

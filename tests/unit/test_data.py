@@ -185,3 +185,31 @@ def test_worker_seeds_follow_the_loader_generator(make_cfg, image_folder):
     data.train_loader.generator.set_state(state)
     again = [x for x, _ in data.train_loader]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_a_finished_run_ends_its_persistent_worker_processes(make_cfg, image_folder):
+    """A sequential sweep's next job must not train beside the last one's loader workers."""
+    import gc
+    import multiprocessing
+
+    from lrlab.tasks.train import train
+
+    cfg = make_cfg(
+        "data=imagefolder",
+        f"data.root={image_folder}",
+        "data.on_device=false",
+        "trainer.num_workers=2",
+        "trainer.epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+    )
+    gc.collect()
+    before = set(multiprocessing.active_children())
+    gc.disable()  # a collection would free the run's loaders (and end their workers) by chance
+    try:
+        summary = train(cfg)
+        left = set(multiprocessing.active_children()) - before
+    finally:
+        gc.enable()
+    assert summary["status"] == "completed"
+    assert not left, f"{len(left)} loader worker processes outlived the run"

@@ -113,6 +113,10 @@ def run_job(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> di
             log.exception("job failed (recorded in summary.json; the sweep goes on)")
             return None
         raise
+    finally:  # find_lr and eval jobs too: the next job of a sequential sweep starts clean
+        from lrlab.data.loaders import stop_worker_processes
+
+        stop_worker_processes()
 
 
 def check_writable(run_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,13 @@ class SeededLoader(DataLoader):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.worker_seeds = torch.Generator().manual_seed(0)  # each sample reseeds anyway
+        _PERSISTENT.add(self)
+
+    def stop_workers(self) -> None:
+        """End the persistent worker processes now; a later epoch would start new ones."""
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()  # what torch's own __del__ calls (Lightning does too)
 
     def _get_iterator(self) -> Any:
         generator, self.generator = self.generator, self.worker_seeds
@@ -215,6 +223,18 @@ class SeededLoader(DataLoader):
             return super()._get_iterator()
         finally:
             self.generator = generator
+
+
+# Loaders with persistent workers, so a finished run can end them (`stop_worker_processes`).
+_PERSISTENT: weakref.WeakSet[SeededLoader] = weakref.WeakSet()
+
+
+def stop_worker_processes() -> None:
+    """End every persistent loader's worker processes. They otherwise live as long as their
+    loader, which reference cycles keep until a garbage collection: the next job of a
+    sequential sweep would train beside them, and the interpreter's exit waits on them."""
+    for loader in list(_PERSISTENT):
+        loader.stop_workers()
 
 
 def default_workers(device: torch.device, cores: int) -> int:

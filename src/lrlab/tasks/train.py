@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from lrlab.callbacks import Checkpointing, Divergence, Freezing, ProgressBar, RunRecords
+from lrlab.data.loaders import stop_worker_processes
 from lrlab.engine.checkpoint import Checkpointer, restore
 from lrlab.engine.distributed import attach
 from lrlab.engine.loop import fit
@@ -106,6 +107,8 @@ def train(cfg: DictConfig, start: Start | None = None, overrides: list[str] = ()
             except (OSError, RunDirError) as close_error:  # the disk is full: say why anyway
                 log.error("summary.json could not say `failed`: %s", close_error)
             raise
+        finally:
+            stop_worker_processes()
     return records.summary
 
 

@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lrlab.cli.errors import main as run_cli
-from lrlab.cli.evaluation import eval_job
+from lrlab.cli.jobs import eval_job
 from lrlab.tasks.config import register_configs
 
 register_configs()

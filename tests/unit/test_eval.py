@@ -139,7 +139,7 @@ def test_each_evaluation_is_its_own_entry_of_eval_json(trained_run):
     ],
 )
 def test_bad_eval_settings_are_one_line_errors(trained_run, tmp_path, overrides, message):
-    from lrlab.cli.evaluation import eval_job
+    from lrlab.cli.jobs import eval_job
 
     (tmp_path / "checkpoints").mkdir()
     cfg = eval_cfg(trained_run, *(o.format(tmp=tmp_path) for o in overrides))

@@ -1,4 +1,5 @@
-"""Running a task as a Hydra job.
+"""Running a task as a Hydra job: `train_job`, `find_lr_job` and `eval_job` (the three
+entry points' jobs).
 
 Policy: bad input stops a single run with one line and exit status 2. In a multirun a failing
 job is recorded in its own `summary.json` and the sweep goes on; when all jobs have run,
@@ -230,3 +231,25 @@ def find_lr_job(cfg: DictConfig) -> None:
         return find_lr(cfg)
 
     run_job(task, cfg)
+
+
+def eval_job(cfg: DictConfig) -> dict[str, Any] | None:
+    """eval.py's job: evaluate (or predict) with the one-line errors of every lrlab command."""
+
+    def task(cfg: DictConfig) -> dict[str, Any]:
+        OmegaConf.to_object(cfg)  # the schema's range checks, before anything loads
+        if cfg.mode == "predict":
+            from lrlab.tasks.predict import predict
+
+            return {"predictions": str(predict(cfg))}
+        from lrlab.tasks.evaluate import evaluate_run
+
+        result = evaluate_run(cfg)
+        print(
+            f"{cfg.split} accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+            f"({result['n']} images, {cfg.checkpoint} checkpoint of epoch {result['epoch']}"
+            f"{', EMA' if cfg.ema else ''}{', flip TTA' if cfg.tta else ''}) -> {cfg.run_dir}"
+        )
+        return result
+
+    return run_job(task, cfg)

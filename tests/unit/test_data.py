@@ -149,6 +149,29 @@ def test_stats_cache_is_per_split(make_cfg, image_folder):
     assert len(list(cache_dir.glob("*.json"))) == 2
 
 
+def test_a_stats_cache_write_cut_short_leaves_no_half_file(image_folder, tmp_path, monkeypatch):
+    """A full disk mid-write (or a parallel sweep job reading meanwhile) must never see a
+    half-written statistics file: the next run would fail on its JSON."""
+    import errno
+
+    from lrlab.data.stats import channel_stats
+
+    files = sorted(str(f) for f in image_folder.rglob("*.png"))
+    real_write = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        real_write(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", disk_full)
+        first = channel_stats(files[:20], files, 16, tmp_path)
+    assert list((tmp_path / "stats_cache").iterdir()) == []
+    again = channel_stats(files[:20], files, 16, tmp_path)  # computed and cached this time
+    assert again == first
+    assert [p.suffix for p in (tmp_path / "stats_cache").iterdir()] == [".json"]
+
+
 def test_imagenet_normalization(make_cfg, image_folder):
     common = [
         "data=imagefolder",

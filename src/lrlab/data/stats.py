@@ -57,9 +57,12 @@ def channel_stats(
     mean = total / count
     std = (total_sq / count - mean * mean).sqrt()
     stats = {"mean": mean.tolist(), "std": std.tolist()}
-    try:
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    try:  # atomically: a parallel sweep's other jobs may read it meanwhile
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(stats))
+        tmp.write_text(json.dumps(stats))
+        tmp.replace(cache)
     except OSError as e:  # a read-only data dir only costs recomputation next time
         log.warning("could not cache channel stats at %s: %s", cache, e)
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
     return stats["mean"], stats["std"]

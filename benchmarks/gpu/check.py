@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,22 @@ class Report:
     def add(self, name: str, ok: bool, detail: str, seconds: float) -> None:
         self.checks.append(Check(name, ok, detail, seconds))
         print(f"[{'ok' if ok else 'FAIL'}] {name}: {detail} ({seconds:.0f}s)", flush=True)
+
+
+class Steps:
+    """What one step of the check found; `Report` prints and keeps them in the steps' order."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+
+    def add(self, name: str, ok: bool, detail: str, seconds: float) -> None:
+        self.checks.append(Check(name, ok, detail, seconds))
+
+
+def run_step(step: Callable[[Steps], None]) -> list[Check]:
+    found = Steps()
+    step(found)
+    return found.checks
 
 
 def run(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int, str, float]:
@@ -134,180 +152,203 @@ def main() -> None:
     epochs = 1 if dry else 5
     base = [f"trainer.device={device}", f"trainer.epochs={epochs}", *short]
     flowers_data = ["data=flowers", f"data.root={flowers}", f"paths.data_dir={work / 'data'}"]
+    fast = "32" if dry else "bf16-mixed"  # the precision of the speed runs
 
-    # 1. precisions on digits and the flowers: finite losses, accuracy as the float32 run's
-    accuracy: dict[tuple[str, str], float] = {}
-    for data_name, data in (("digits", []), ("flowers", flowers_data)):
-        # the dry run: the precisions on digits only (fp16 is slow on a CPU)
-        precisions = ["32"] if dry and data_name == "flowers" else ["32", "bf16-mixed", "16-mixed"]
-        runs = lrlab_sweep(work / data_name, "trainer.precision", precisions, *base, *data)
-        for precision, (summary, rows, s, tail) in zip(precisions, runs, strict=True):
-            ok = summary is not None and finite(rows)
-            acc = rows[-1]["val_acc"] if rows else float("nan")
-            accuracy[data_name, precision] = acc
-            ref = accuracy.get((data_name, "32"), acc)
-            tolerance = 0.04 if data_name == "digits" else 0.08  # ~2 sd of the val accuracy
-            close = dry or abs(acc - ref) <= tolerance
-            detail = f"val_acc {acc:.3f} (32: {ref:.3f}), losses finite: {finite(rows)}"
-            report.add(f"{data_name} {precision}", ok and close, detail if ok else tail, s)
-    if not dry:  # the CPU's own digits run, for "as on the CPU"
-        summary, rows, s, tail = lrlab(
-            work / "digits-cpu", "trainer.device=cpu", "trainer.epochs=5"
-        )
-        acc = rows[-1]["val_acc"] if rows else float("nan")
-        gpu = accuracy["digits", "32"]
-        report.add(
-            "digits on the CPU", abs(acc - gpu) <= 0.04, f"val_acc {acc:.3f} (GPU 32: {gpu:.3f})", s
-        )
-
-    # 2. torch.compile and channels_last (the flowers, bf16 on a GPU)
-    fast = "32" if dry else "bf16-mixed"
-    if dry:
-        report.add("trainer.compile=true", True, "skipped in the dry run (needs a compiler)", 0)
-    else:
-        summary, rows, s, tail = lrlab(
-            work / "compile",
-            *base,
-            *flowers_data,
-            f"trainer.precision={fast}",
-            "trainer.compile=true",
-        )
-        report.add(
-            "trainer.compile=true",
-            summary is not None and finite(rows),
-            epoch_rate(rows) if rows else tail,
-            s,
-        )
-    layouts = ["true", "false"]
-    runs = lrlab_sweep(
-        work / "channels_last", "trainer.channels_last", layouts, *base, *flowers_data,
-        f"trainer.precision={fast}",
-    )  # fmt: skip
-    for cl, (summary, rows, s, tail) in zip(layouts, runs, strict=True):
-        detail = epoch_rate(rows) if summary else tail
-        report.add(f"channels_last={cl}", summary is not None and finite(rows), detail, s)
-
-    # 3. torchrun, one process (nccl on a GPU, gloo on the CPU)
-    summary, rows, s, tail = lrlab(
-        work / "torchrun", *base, "trainer.epochs=2",
-        launcher=[PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"],
-    )  # fmt: skip
-    backend = "nccl" if device == "cuda" else "gloo"
-    report.add(
-        f"torchrun 1 process ({backend})",
-        summary is not None and finite(rows),
-        tail[-200:] if summary is None else "completed",
-        s,
-    )
-
-    # 4. images per second: lrlab vs a hand-written loop vs timm's train.py (same timm model,
-    # data, batch size and precision)
-    model, size, batch = ("resnet18", 32, 8) if dry else ("resnet18", 64, 256)
-    n_epochs = 2 if dry else 4
-    summary, rows, s, tail = lrlab(
-        work / "rate-lrlab", f"trainer.device={device}", f"trainer.epochs={n_epochs}",
-        *flowers_data, "model=timm", f"model.name={model}", f"data.image_size={size}",
-        f"data.batch_size={batch}", f"trainer.precision={fast}", *short,
-    )  # fmt: skip
-    # training images per epoch: 2 batches in the dry run, else the 80% split of the folder
-    n_images = sum(1 for f in Path(flowers).glob("*/*") if f.is_file())
-    n_train = 2 * batch if dry else round(0.8 * n_images)
-    lrlab_rate = images_per_s(rows[1:], n_train or 0) if rows else None
-    report.add(
-        "img/s lrlab",
-        lrlab_rate is not None,
-        f"{lrlab_rate or 0:.0f} img/s" if lrlab_rate else tail,
-        s,
-    )
-    _rc, text, s = run(
-        [PY, "benchmarks/gpu/hand_loop.py", "--root", str(flowers), "--model", model, "--size",
-         str(size), "--batch-size", str(batch), "--precision", fast, "--epochs", str(n_epochs),
-         *(["--workers", "0"] if dry else [])],
-        600,
-    )  # fmt: skip
-    epochs_ = [json.loads(x) for x in text.splitlines() if x.startswith('{"epoch"')]
-    hand = (
-        sum(e["images"] for e in epochs_[1:]) / sum(e["train_s"] for e in epochs_[1:])
-        if len(epochs_) > 1
-        else None
-    )
-    report.add(
-        "img/s hand-written loop",
-        hand is not None,
-        f"{hand or 0:.0f} img/s" if hand else text[-300:],
-        s,
-    )
-    timm_cmd = [PY, str(args.timm_train), "--data-dir", str(flowers), "--model", model,
-                "--img-size", str(size), "-b", str(batch), "--epochs", str(n_epochs),
-                "--opt", "adam", "--lr", "1e-3", "--sched", "cosine", "--warmup-epochs", "0",
-                "--log-interval", "1", "--output", str(work / "timm"), "--channels-last",
-                "--workers", "0" if dry else str(min(8, (os.cpu_count() or 2) - 1))]  # fmt: skip
-    if fast != "32":
-        timm_cmd += ["--amp", "--amp-dtype", "bfloat16"]
-    if dry:
-        timm_cmd += ["--device", "cpu"]
-    _rc, text, s = run(timm_cmd, 600)
-    rates = [float(r) for r in re.findall(r"Train: [1-9]\d* .*?([\d.]+)/s", text)]
-    timm_rate = sorted(rates)[len(rates) // 2] if rates else None
-    report.add(
-        "img/s timm train.py",
-        timm_rate is not None,
-        f"{timm_rate or 0:.0f} img/s (median of its per-batch rates, epochs 2+)"
-        if timm_rate
-        else text[-400:],
-        s,
-    )
-    if lrlab_rate and timm_rate:
-        ratio = lrlab_rate / timm_rate
-        report.add("lrlab / timm img/s", dry or ratio >= 0.95, f"{ratio:.2f}x (target >= 0.95x)", 0)
-
-    # 5. the seed study (21 runs x 150 epochs at 128 px) from a timed slice, 3 jobs sharing
-    slice_epochs = 1 if dry else 3
-    seed = ["experiment=optimizer_comparison", f"data.root={flowers}", f"paths.data_dir={work / 'data'}",
-            f"trainer.device={device}", f"trainer.epochs={slice_epochs}", "data.image_size=128", *short]  # fmt: skip
-    jobs = []
-    start = time.perf_counter()
-    for k in range(3):
-        out = work / f"seed-{k}"
-        cmd = [
-            PY,
-            "train.py",
-            f"paths.output_dir={out}",
-            "trainer.progress_bar=false",
-            *seed,
-            f"seed={k}",
-        ]
-        jobs.append(
-            (
-                out,
-                subprocess.Popen(
-                    cmd,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **ENV},
-                ),
+    def precisions(report: Steps) -> None:
+        # 1. precisions on digits and the flowers: finite losses, accuracy as the float32 run's
+        accuracy: dict[tuple[str, str], float] = {}
+        for data_name, data in (("digits", []), ("flowers", flowers_data)):
+            # the dry run: the precisions on digits only (fp16 is slow on a CPU)
+            chosen = ["32"] if dry and data_name == "flowers" else ["32", "bf16-mixed", "16-mixed"]
+            runs = lrlab_sweep(work / data_name, "trainer.precision", chosen, *base, *data)
+            for precision, (summary, rows, s, tail) in zip(chosen, runs, strict=True):
+                ok = summary is not None and finite(rows)
+                acc = rows[-1]["val_acc"] if rows else float("nan")
+                accuracy[data_name, precision] = acc
+                ref = accuracy.get((data_name, "32"), acc)
+                tolerance = 0.04 if data_name == "digits" else 0.08  # ~2 sd of the val accuracy
+                close = dry or abs(acc - ref) <= tolerance
+                detail = f"val_acc {acc:.3f} (32: {ref:.3f}), losses finite: {finite(rows)}"
+                report.add(f"{data_name} {precision}", ok and close, detail if ok else tail, s)
+        if not dry:  # the CPU's own digits run, for "as on the CPU"
+            summary, rows, s, tail = lrlab(
+                work / "digits-cpu", "trainer.device=cpu", "trainer.epochs=5"
             )
-        )
-    codes = [j.wait(timeout=600) for _, j in jobs]
-    s = time.perf_counter() - start
-    per_epoch = []
-    for out, _ in jobs:
-        metrics = out / "metrics.jsonl"
-        rows = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
-        times = [r["epoch_time_s"] for r in rows if r["type"] == "epoch"]
-        per_epoch += times[1:] or times
-    if per_epoch and not any(codes):
-        epoch_s = sorted(per_epoch)[len(per_epoch) // 2]
-        hours = 21 * 150 * epoch_s / 3 / 3600  # 3 jobs at a time on one device
+            acc = rows[-1]["val_acc"] if rows else float("nan")
+            gpu = accuracy["digits", "32"]
+            report.add(
+                "digits on the CPU",
+                abs(acc - gpu) <= 0.04,
+                f"val_acc {acc:.3f} (GPU 32: {gpu:.3f})",
+                s,
+            )
+
+    def compile_and_layouts(report: Steps) -> None:
+        # 2. torch.compile and channels_last (the flowers, bf16 on a GPU)
+        if dry:
+            report.add("trainer.compile=true", True, "skipped in the dry run (needs a compiler)", 0)
+        else:
+            summary, rows, s, tail = lrlab(
+                work / "compile",
+                *base,
+                *flowers_data,
+                f"trainer.precision={fast}",
+                "trainer.compile=true",
+            )
+            report.add(
+                "trainer.compile=true",
+                summary is not None and finite(rows),
+                epoch_rate(rows) if rows else tail,
+                s,
+            )
+        layouts = ["true", "false"]
+        runs = lrlab_sweep(
+            work / "channels_last", "trainer.channels_last", layouts, *base, *flowers_data,
+            f"trainer.precision={fast}",
+        )  # fmt: skip
+        for cl, (summary, rows, s, tail) in zip(layouts, runs, strict=True):
+            detail = epoch_rate(rows) if summary else tail
+            report.add(f"channels_last={cl}", summary is not None and finite(rows), detail, s)
+
+    def torchrun(report: Steps) -> None:
+        # 3. torchrun, one process (nccl on a GPU, gloo on the CPU)
+        summary, rows, s, tail = lrlab(
+            work / "torchrun", *base, "trainer.epochs=2",
+            launcher=[PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"],
+        )  # fmt: skip
+        backend = "nccl" if device == "cuda" else "gloo"
         report.add(
-            "seed study estimate",
-            True,
-            f"{hours:.2f} h for 21 x 150 epochs, 3 jobs sharing (median epoch {epoch_s:.2f}s with 3 running)",
+            f"torchrun 1 process ({backend})",
+            summary is not None and finite(rows),
+            tail[-200:] if summary is None else "completed",
             s,
         )
-    else:
-        report.add("seed study estimate", False, f"jobs exited {codes}", s)
+
+    def rates(report: Steps) -> None:
+        # 4. images per second: lrlab vs a hand-written loop vs timm's train.py (same timm model,
+        # data, batch size and precision)
+        model, size, batch = ("resnet18", 32, 8) if dry else ("resnet18", 64, 256)
+        n_epochs = 2 if dry else 4
+        _summary, rows, s, tail = lrlab(
+            work / "rate-lrlab", f"trainer.device={device}", f"trainer.epochs={n_epochs}",
+            *flowers_data, "model=timm", f"model.name={model}", f"data.image_size={size}",
+            f"data.batch_size={batch}", f"trainer.precision={fast}", *short,
+        )  # fmt: skip
+        # training images per epoch: 2 batches in the dry run, else the 80% split of the folder
+        n_images = sum(1 for f in Path(flowers).glob("*/*") if f.is_file())
+        n_train = 2 * batch if dry else round(0.8 * n_images)
+        lrlab_rate = images_per_s(rows[1:], n_train or 0) if rows else None
+        report.add(
+            "img/s lrlab",
+            lrlab_rate is not None,
+            f"{lrlab_rate or 0:.0f} img/s" if lrlab_rate else tail,
+            s,
+        )
+        _rc, text, s = run(
+            [PY, "benchmarks/gpu/hand_loop.py", "--root", str(flowers), "--model", model, "--size",
+             str(size), "--batch-size", str(batch), "--precision", fast, "--epochs", str(n_epochs),
+             *(["--workers", "0"] if dry else [])],
+            600,
+        )  # fmt: skip
+        epochs_ = [json.loads(x) for x in text.splitlines() if x.startswith('{"epoch"')]
+        hand = (
+            sum(e["images"] for e in epochs_[1:]) / sum(e["train_s"] for e in epochs_[1:])
+            if len(epochs_) > 1
+            else None
+        )
+        report.add(
+            "img/s hand-written loop",
+            hand is not None,
+            f"{hand or 0:.0f} img/s" if hand else text[-300:],
+            s,
+        )
+        timm_cmd = [PY, str(args.timm_train), "--data-dir", str(flowers), "--model", model,
+                    "--img-size", str(size), "-b", str(batch), "--epochs", str(n_epochs),
+                    "--opt", "adam", "--lr", "1e-3", "--sched", "cosine", "--warmup-epochs", "0",
+                    "--log-interval", "1", "--output", str(work / "timm"), "--channels-last",
+                    "--workers", "0" if dry else str(min(8, (os.cpu_count() or 2) - 1))]  # fmt: skip
+        if fast != "32":
+            timm_cmd += ["--amp", "--amp-dtype", "bfloat16"]
+        if dry:
+            timm_cmd += ["--device", "cpu"]
+        _rc, text, s = run(timm_cmd, 600)
+        rates = [float(r) for r in re.findall(r"Train: [1-9]\d* .*?([\d.]+)/s", text)]
+        timm_rate = sorted(rates)[len(rates) // 2] if rates else None
+        report.add(
+            "img/s timm train.py",
+            timm_rate is not None,
+            f"{timm_rate or 0:.0f} img/s (median of its per-batch rates, epochs 2+)"
+            if timm_rate
+            else text[-400:],
+            s,
+        )
+        if lrlab_rate and timm_rate:
+            ratio = lrlab_rate / timm_rate
+            report.add(
+                "lrlab / timm img/s", dry or ratio >= 0.95, f"{ratio:.2f}x (target >= 0.95x)", 0
+            )
+
+    def seed_study_slice(report: Steps) -> None:
+        # 5. the seed study (21 runs x 150 epochs at 128 px) from a timed slice, 3 jobs sharing
+        slice_epochs = 1 if dry else 3
+        seed = ["experiment=optimizer_comparison", f"data.root={flowers}", f"paths.data_dir={work / 'data'}",
+                f"trainer.device={device}", f"trainer.epochs={slice_epochs}", "data.image_size=128", *short]  # fmt: skip
+        jobs = []
+        start = time.perf_counter()
+        for k in range(3):
+            out = work / f"seed-{k}"
+            cmd = [
+                PY,
+                "train.py",
+                f"paths.output_dir={out}",
+                "trainer.progress_bar=false",
+                *seed,
+                f"seed={k}",
+            ]
+            jobs.append(
+                (
+                    out,
+                    subprocess.Popen(
+                        cmd,
+                        cwd=ROOT,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.STDOUT,
+                        env={**os.environ, **ENV},
+                    ),
+                )
+            )
+        codes = [j.wait(timeout=600) for _, j in jobs]
+        s = time.perf_counter() - start
+        per_epoch = []
+        for out, _ in jobs:
+            metrics = out / "metrics.jsonl"
+            rows = (
+                [json.loads(x) for x in metrics.read_text().splitlines()]
+                if metrics.exists()
+                else []
+            )
+            times = [r["epoch_time_s"] for r in rows if r["type"] == "epoch"]
+            per_epoch += times[1:] or times
+        if per_epoch and not any(codes):
+            epoch_s = sorted(per_epoch)[len(per_epoch) // 2]
+            hours = 21 * 150 * epoch_s / 3 / 3600  # 3 jobs at a time on one device
+            report.add(
+                "seed study estimate",
+                True,
+                f"{hours:.2f} h for 21 x 150 epochs, 3 jobs sharing (median epoch {epoch_s:.2f}s with 3 running)",
+                s,
+            )
+        else:
+            report.add("seed study estimate", False, f"jobs exited {codes}", s)
+
+    # The dry run's processes are one thread each: two steps at a time use the two cores of a
+    # small CPU. On a GPU the steps run one after another (each one's speed is measured).
+    steps = [precisions, compile_and_layouts, torchrun, rates, seed_study_slice]
+    with ThreadPoolExecutor(max_workers=2 if dry else 1) as pool:
+        done = [pool.submit(run_step, step) for step in steps]
+        for future in done:
+            for check in future.result():
+                report.add(check.name, check.ok, check.detail, check.seconds)
     write(report, args.out, torch)
     sys.exit(0 if all(c.ok for c in report.checks) else 1)
 

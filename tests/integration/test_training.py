@@ -143,12 +143,6 @@ def test_grad_clip_bounds_the_update():
     assert torch.linalg.norm(model.weight.detach() - before).item() == pytest.approx(0.01, rel=1e-4)
 
 
-@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
-def test_mixed_precision_trains_on_cpu(make_cfg, precision):
-    summary, rows = run(make_cfg(*FAST, f"trainer.precision={precision}"))
-    assert summary["status"] == "completed" and rows[-1]["val_loss"] > 0
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [

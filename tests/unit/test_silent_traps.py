@@ -53,8 +53,11 @@ def test_an_image_folder_without_skipped_files_logs_nothing(make_cfg, tmp_path, 
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
-def test_mixed_precision_on_the_cpu_warns_once_per_run(make_cfg, caplog, precision):
+def test_mixed_precision_trains_on_the_cpu_and_warns_once_per_run(make_cfg, caplog, precision):
+    import math
+
     from lrlab.tasks.train import train
+    from lrlab.tracking import read_jsonl
 
     cfg = make_cfg(
         f"trainer.precision={precision}",
@@ -65,6 +68,12 @@ def test_mixed_precision_on_the_cpu_warns_once_per_run(make_cfg, caplog, precisi
     )
     with caplog.at_level(logging.WARNING):
         assert train(cfg)["status"] == "completed"
+    epochs = [
+        r for r in read_jsonl(cfg.paths.output_dir + "/metrics.jsonl") if r["type"] == "epoch"
+    ]
+    assert len(epochs) == 2 and all(
+        math.isfinite(r["val_loss"]) and r["val_loss"] > 0 for r in epochs
+    )
     warnings = [r.getMessage() for r in caplog.records if "mixed precision" in r.getMessage()]
     assert warnings == [
         f"trainer.precision={precision} on the CPU: mixed precision is meant for GPUs and is "

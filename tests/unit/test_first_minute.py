@@ -8,7 +8,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import CONF, ROOT, compose_cfg, run_cli
+from tests.helpers import CONF, ROOT, compose_cfg
 
 HELP = OmegaConf.to_container(OmegaConf.load(CONF / "hydra" / "help" / "lrlab.yaml"))["template"]
 
@@ -56,9 +56,10 @@ def test_the_config_tree_is_printed_at_start_unless_switched_off(tmp_path, capsy
     assert "CONFIG" not in run_job(quiet, capsys)
 
 
-@pytest.mark.slow
 def test_train_help_shows_the_template(tmp_path):
-    result = run_cli("train.py", "--help", cwd=tmp_path)
+    from tests.helpers.cli import cli_in_process
+
+    result = cli_in_process("train.py", "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "augment=" in result.stdout and "schema/" not in result.stdout
     assert "python eval.py run_dir=" in result.stdout

@@ -48,7 +48,11 @@ def dump(conf: Path, out: Path) -> None:
     from omegaconf import OmegaConf
 
     from lrlab.optim import build_scheduler
-    from lrlab.optim.lr_scaling import SCALING_KEYS
+
+    try:
+        from lrlab.optim.optimizer import SCALING_KEYS
+    except ImportError:  # a ref from before optim/optimizer.py
+        from lrlab.optim.lr_scaling import SCALING_KEYS
     from lrlab.tasks.config import register_configs
 
     register_configs()

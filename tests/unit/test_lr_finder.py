@@ -20,7 +20,7 @@ from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig
 from lrlab.lr_finder.range_test import SmoothedLoss
 from lrlab.lr_finder.suggestions import minimum, slide, steep, valley
-from lrlab.optim.param_groups import set_peak_lr
+from lrlab.optim.optimizer import set_peak_lr
 from lrlab.tasks.build import PLACEHOLDER_LR
 from lrlab.tasks.find_lr import find_auto_lr
 

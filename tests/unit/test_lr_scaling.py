@@ -8,7 +8,7 @@ import re
 import pytest
 
 from lrlab.errors import ConfigError
-from lrlab.optim.lr_scaling import scaled_peak_lr
+from lrlab.optim.optimizer import scaled_peak_lr
 from lrlab.tasks.build import build_components
 from lrlab.tasks.config import check_config
 

@@ -83,7 +83,7 @@ def plot(
 
 def describe_optimizers(cfg: DictConfig) -> str:
     """`Adam(lr=0.001)`; the lr scaling's factor and an optimizer switch when there are."""
-    from lrlab.optim.lr_scaling import scaled_peak_lr
+    from lrlab.optim.optimizer import scaled_peak_lr
 
     def one(node: DictConfig) -> str:
         name = node._target_.rsplit(".", 1)[-1]

@@ -1,81 +1,80 @@
 """`build_scheduler`: the `scheduler:` config applied per optimizer step.
 
-The `scheduler:` node is a schedule by `_target_` (conf/scheduler/) plus three keys of lrlab's
-own: `warmup_epochs`, `warmup_start_factor` (a linear warmup of the lr first) and `params`
-(other param-group keys -> their schedules: weight_decay, momentum, beta1, beta2, ...). The
-`Scheduler` steps them all; a torch `LRScheduler` (or timm's) by `_target_` is stepped as it is.
+The node is a schedule by `_target_` (conf/scheduler/) plus three keys of lrlab's own:
+`warmup_epochs`, `warmup_start_factor` (a linear warmup of the lr first) and `params` (other
+param-group keys -> their schedules: weight_decay, momentum, beta1, beta2, ...). A torch
+`LRScheduler` (or timm's) by `_target_` is stepped as it is (`TorchScheduler`).
 
-What the `Scheduler` owns, for every schedule:
-- the peak of a group = its `initial_lr` if set, else its `lr` at construction (as torch);
-  the lr and weight_decay multiply each group's own value, other keys are one value for all;
-- warmup: linear from `warmup_start_factor` x the schedule's first lr to it; the schedule runs
-  over the steps after it (the momentum of onecycle/clr holds its first value meanwhile);
-- past the planned steps (a resumed run with more epochs) the last planned value holds;
-- when the epochs have different numbers of steps (a resizing plan that changes the batch
-  size), a step takes the schedule's value at the fractional epoch where it starts;
-- `state_dict()`: the step, the groups' bases and a metric-driven schedule's state, so a
-  resumed run continues with exactly the values of an uninterrupted one.
+`Scheduler` owns, for every schedule: each group's peak (its `initial_lr`, else its `lr`, as
+torch); the warmup, linear from `warmup_start_factor` x the first lr (onecycle's and clr's
+momentum holds its first value meanwhile); the last planned value past the plan (a resumed run
+with more epochs); the epoch clock (epochs of different step counts: a step takes the value at
+the fractional epoch where it starts); and a `state_dict` with which a resumed run continues
+with exactly the values of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import bisect
-import importlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import torch
 
 from lrlab.errors import ConfigError
-from lrlab.optim.schedules import OnMetric, Phases, Plan, Schedule, number, steps
+from lrlab.optim.schedules import Curve, OnMetric, Phases, Plan, Schedule, number, steps
+from lrlab.utils import import_target
 
 RESERVED_KEYS = ("warmup_epochs", "warmup_start_factor", "params")  # not the target's arguments
 SCALED_KEYS = ("lr", "weight_decay")  # multiply each group's own value; others: one for all
 BELOW_ONE = ("momentum", "beta1", "beta2")  # values that must stay in [0, 1)
-_BETA_INDEX = {"beta1": 0, "beta2": 1}
+TORCH_HINT = "lrlab's keys are for lrlab schedules (torch's own: e.g. SequentialLR, LinearLR)"
 Clock = Callable[[int], float]  # optimizer step -> the step the schedules are evaluated at
 
 
 # --- param-group keys: `momentum` is SGD/RMSprop momentum or Adam's beta1 (as in metrics.jsonl)
 
 
+def _beta(group: Mapping[str, Any], key: str) -> int | None:
+    """The index in `betas` that `key` names in `group`, or None (a key of its own)."""
+    if key in ("beta1", "beta2") or (key == "momentum" and "betas" in group):
+        return 1 if key == "beta2" else 0
+    return None
+
+
 def read_key(group: Mapping[str, Any], key: str) -> float:
-    if key in _BETA_INDEX or (key == "momentum" and "betas" in group):
-        return float(group["betas"][_BETA_INDEX.get(key, 0)])
-    return float(group[key])
+    i = _beta(group, key)
+    return float(group[key] if i is None else group["betas"][i])
 
 
 def write_key(group: MutableMapping[str, Any], key: str, value: float) -> None:
-    if key in _BETA_INDEX or (key == "momentum" and "betas" in group):
-        betas = list(group["betas"])
-        betas[_BETA_INDEX.get(key, 0)] = value
-        group["betas"] = tuple(betas)
-    else:
+    i = _beta(group, key)
+    if i is None:
         group[key] = value
+    else:
+        group["betas"] = tuple(value if j == i else b for j, b in enumerate(group["betas"]))
+
+
+def _has_key(group: Mapping[str, Any], key: str) -> bool:
+    if key in BELOW_ONE:
+        return "betas" in group or (key == "momentum" and "momentum" in group)
+    value = group.get(key)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def group_momentum(group: Mapping[str, Any]) -> float | None:
     """A param group's momentum: SGD/RMSprop `momentum` or Adam-family `betas[0]` (else None)."""
-    return read_key(group, "momentum") if "betas" in group or "momentum" in group else None
-
-
-def _has_key(group: Mapping[str, Any], key: str) -> bool:
-    if key in _BETA_INDEX or key == "momentum":
-        return "betas" in group or (key == "momentum" and "momentum" in group)
-    value = group.get(key)
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return read_key(group, "momentum") if _has_key(group, "momentum") else None
 
 
 def configured_value(optimizer: torch.optim.Optimizer, key: str, where: str) -> float:
     """The optimizer's own value of `key` (absolute values in a schedule refer to it); a
     one-line error when its param groups have no such number."""
     if key == "lr":
-        lr = optimizer.defaults.get("lr")
-        if lr is None:
-            group = optimizer.param_groups[0]
-            lr = group.get("initial_lr", group["lr"])
-        return float(lr)
+        lr, group = optimizer.defaults.get("lr"), optimizer.param_groups[0]
+        return float(group.get("initial_lr", group["lr"]) if lr is None else lr)
     if key == "betas":
         raise ConfigError(f"{where}.params.betas: schedule beta1 and beta2 as keys of their own")
     if not all(_has_key(g, key) for g in optimizer.param_groups):
@@ -98,12 +97,7 @@ def is_lrlab_schedule(node: Mapping[str, Any], where: str = "scheduler") -> bool
     target = node.get("_target_") if isinstance(node, Mapping) else None
     if not target:
         raise ConfigError(f"{where} needs a _target_ (a schedule, e.g. scheduler=onecycle)")
-    module, _, name = str(target).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        why = f"no {name!r} in {module}" if isinstance(e, AttributeError) else str(e)
-        raise ConfigError(f"{where}._target_={target!r} cannot be imported: {why}") from None
+    cls = import_target(str(target), f"{where}._target_")
     return isinstance(cls, type) and issubclass(cls, Schedule)
 
 
@@ -168,9 +162,6 @@ def check_scheduler(node: Mapping[str, Any], where: str = "scheduler") -> None:
         _refuse_lrlab_keys(node, where, TORCH_HINT)
 
 
-TORCH_HINT = "lrlab's keys are for lrlab schedules (torch's own: e.g. SequentialLR, LinearLR)"
-
-
 def _refuse_lrlab_keys(node: Mapping[str, Any], where: str, why: str) -> None:
     """lrlab's keys (warmup, params) where they cannot apply; left at their defaults is fine."""
     given = [k for k in RESERVED_KEYS if node.get(k) not in (None, 0, 0.0) and node.get(k) != {}]
@@ -186,7 +177,7 @@ class Track:
     """One param-group key: `fn(t)` times each group's base (scaled keys) or one base."""
 
     key: str
-    fn: Callable[[float], float]
+    fn: Curve
     scaled: bool
     bases: list[float]  # scaled: each group's value at build time; else: [the multiplier]
     schedule: Schedule
@@ -197,10 +188,7 @@ class Scheduler:
     after every optimizer step, `epoch_end(val_loss)` after each validation."""
 
     def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        tracks: Sequence[Track],
-        clock: Clock | None = None,
+        self, optimizer: torch.optim.Optimizer, tracks: Sequence[Track], clock: Clock | None = None
     ) -> None:
         self.optimizer, self.tracks, self.clock = optimizer, list(tracks), clock
         self.step_count = 0
@@ -241,15 +229,11 @@ class Scheduler:
 
     def state_dict(self) -> dict[str, Any]:
         # Plain data only: the schedules are rebuilt from the config on resume.
-        return {
-            "step": self.step_count,
-            "bases": {t.key: list(t.bases) for t in self.tracks},
-            "metric": {
-                t.key: t.schedule.state_dict()
-                for t in self.tracks
-                if isinstance(t.schedule, OnMetric)
-            },
+        metric = {
+            t.key: t.schedule.state_dict() for t in self.tracks if isinstance(t.schedule, OnMetric)
         }
+        return {"step": self.step_count, "bases": {t.key: list(t.bases) for t in self.tracks},
+                "metric": metric}  # fmt: skip
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.step_count = int(state["step"])
@@ -297,9 +281,8 @@ class TorchScheduler:
         if self.timm:  # timm sets the groups when stepped; torch's state holds its last lrs
             self.scheduler.step_update(self.step_count)
         else:
-            for group, lr in zip(
-                self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True
-            ):
+            groups = self.optimizer.param_groups
+            for group, lr in zip(groups, self.scheduler.get_last_lr(), strict=True):
                 group["lr"] = lr
 
     @property
@@ -313,9 +296,7 @@ def epoch_clock(epoch_steps: Sequence[int] | None, spe: int) -> Clock | None:
     if not epoch_steps or all(s == spe for s in epoch_steps):
         return None
     lengths = list(epoch_steps)
-    starts = [0]
-    for s in lengths:
-        starts.append(starts[-1] + s)
+    starts = list(accumulate(lengths, initial=0))
 
     def clock(t: int) -> float:
         if t >= starts[-1]:  # past the plan: the last epoch's length goes on
@@ -327,16 +308,18 @@ def epoch_clock(epoch_steps: Sequence[int] | None, spe: int) -> Clock | None:
     return clock
 
 
-def _planned(fn: Callable[[float], float], offset: int, last: int) -> Callable[[float], float]:
-    """`fn` started `offset` steps in (held at its first value before: the warmup), and held at
-    its last planned value from step `last` on."""
-    return lambda t: fn(max(0, min(t, last) - offset))
-
-
-def _warmup(fn: Callable[[float], float], warmup: int, start: float) -> Callable[[float], float]:
-    """Linear warmup from `start` x the schedule's first value to it, then the schedule."""
+def _planned(fn: Curve, warmup: int, last: int, start: float | None = None) -> Curve:
+    """`fn` from step `warmup` on, held at its last planned value from step `last` on; before:
+    linear from `start` x its first value to it (the lr's warmup), or that first value held."""
     first = fn(0)
-    return lambda t: first * (start + (1 - start) * t / warmup) if t < warmup else fn(t - warmup)
+
+    def at(t: float) -> float:
+        t = min(t, last)
+        if t >= warmup:
+            return fn(t - warmup)
+        return first if start is None else first * (start + (1 - start) * t / warmup)
+
+    return at
 
 
 def build_scheduler(
@@ -366,7 +349,7 @@ def build_scheduler(
     schedule: Schedule = make_schedule(sched_cfg, where)
     warmup_epochs, start = warmup_settings(sched_cfg, where)
     total = steps_per_epoch * epochs
-    warmup = steps(warmup_epochs, steps_per_epoch)
+    warmup, last = steps(warmup_epochs, steps_per_epoch), total - 1
     if warmup >= total:
         raise ConfigError(
             f"{where}.warmup_epochs={warmup_epochs:g}: leaves no steps of the {epochs}-epoch run"
@@ -374,24 +357,14 @@ def build_scheduler(
     plan = Plan(total - warmup, steps_per_epoch, ref, total / steps_per_epoch - warmup_epochs)
     try:
         lr = schedule.curve(plan)
-        companions = schedule.companions(optimizer)
-        extra = {k: (s, s.curve(plan)) for k, s in companions.items()}
+        extra = {k: (s, s.curve(plan)) for k, s in schedule.companions(optimizer).items()}
     except ConfigError as e:  # a schedule's own message, `key=value: why`
         raise ConfigError(f"{where}.{e}") from None
-    if warmup:
-        lr = _warmup(lr, warmup, start)
-    last = total - 1
-    tracks = [
-        Track(
-            "lr",
-            _planned(lr, 0, last),
-            True,
-            [float(g["initial_lr"]) for g in optimizer.param_groups],
-            schedule,
-        )
+    peaks = [float(g["initial_lr"]) for g in optimizer.param_groups]
+    tracks = [Track("lr", _planned(lr, warmup, last, start), True, peaks, schedule)]
+    tracks += [
+        Track(k, _planned(fn, warmup, last), False, [1.0], s) for k, (s, fn) in extra.items()
     ]
-    for key, (s, fn) in extra.items():
-        tracks.append(Track(key, _planned(fn, warmup, last), False, [1.0], s))
     for key, s in param_schedules(sched_cfg, where).items():
         if key in extra or (
             key == "beta1" and "momentum" in extra and "betas" in optimizer.defaults
@@ -416,9 +389,8 @@ def _param_track(
             f"{at}: the optimizer's {key} is {configured:g}, and this schedule multiplies it; "
             f"set the optimizer's {key} > 0{hint}"
         )
-    plan = Plan(total, spe, configured or 1.0, total / spe)
     try:
-        fn = schedule.curve(plan)
+        fn = schedule.curve(Plan(total, spe, configured or 1.0, total / spe))
     except ConfigError as e:
         raise ConfigError(f"{at}.{e}") from None
     if key in BELOW_ONE and isinstance(schedule, Phases):

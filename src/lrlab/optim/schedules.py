@@ -1,15 +1,12 @@
 """What a schedule is, and every built-in one.
 
-A schedule is a small object Hydra builds from `_target_` (conf/scheduler/<name>.yaml holds its
-values); its constructor checks them. `curve(plan)` lays it over a run: it returns the value at
-each optimizer step `t` in `[0, plan.steps)`. For the lr (and weight_decay) the value multiplies
-each param group's own value, so the ratios between groups hold; for another key (momentum,
-beta2, ...) it multiplies the optimizer's value of the key, or is the value itself when
-`gives_values` (phases, the cyclic momentum of onecycle and clr).
-
-`lrlab.optim.scheduler.Scheduler` applies them: warmup, holding the last value past the plan,
-the epoch clock and resume are its job, not a schedule's. Durations in the configs are in
-epochs (fractions allowed); absolute values (`eta_min`, ...) are in units of `plan.ref`.
+A schedule is a small object Hydra builds from `_target_` (conf/scheduler/<name>.yaml); its
+constructor checks its values. `curve(plan)` gives its value at each optimizer step `t` in
+`[0, plan.steps)`: for the lr (and weight_decay) a multiplier of each param group's own value, so
+the ratios between groups hold; for another key (momentum, beta2, ...) a multiplier of the
+optimizer's value, or the value itself when `gives_values` (phases, onecycle's and clr's momentum).
+Warmup, holding past the plan, the epoch clock and resume are `lrlab.optim.scheduler.Scheduler`'s
+job. Durations are in epochs (fractions allowed); absolute values (`eta_min`) in units of `plan.ref`.
 """
 
 from __future__ import annotations
@@ -19,6 +16,8 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any
 
 from lrlab.errors import ConfigError
@@ -141,13 +140,41 @@ def anneal_poly(start: float, end: float, pct: float, power: float = 2.0) -> flo
     return start + (end - start) * pct**power
 
 
-SHAPES: dict[str, Callable[[float, float, float, float], float]] = {
-    "linear": lambda s, e, pos, power: anneal_linear(s, e, pos),
-    "cos": lambda s, e, pos, power: anneal_cos(s, e, pos),
-    "exp": lambda s, e, pos, power: anneal_exp(s, e, pos),
-    "poly": anneal_poly,
-    "const": lambda s, e, pos, power: s,
-}
+def anneal_const(start: float, end: float, pct: float) -> float:
+    return start
+
+
+ANNEALERS = {"cos": anneal_cos, "linear": anneal_linear, "exp": anneal_exp}  # onecycle's
+SHAPES = {"linear": anneal_linear, "cos": anneal_cos, "exp": anneal_exp, "poly": anneal_poly,
+          "const": anneal_const}  # fmt: skip
+
+
+# --- where the optimizer steps sit on a run of phases: the two rules, one for every schedule
+
+
+def fastai_rule(bounds: Sequence[float], pieces: Sequence[Curve]) -> Curve:
+    """fastai's combine_scheds: phase k spans steps [bounds[k], bounds[k + 1]); `pieces[k]` is
+    its value at position (t - its start) / its length."""
+    last = len(pieces) - 1
+
+    def at(t: float) -> float:
+        k = min(max(bisect.bisect_right(bounds, t) - 1, 0), last)
+        return pieces[k]((t - bounds[k]) / (bounds[k + 1] - bounds[k]))
+
+    return at
+
+
+def torch_rule(ends: Sequence[float], pieces: Sequence[Curve]) -> Curve:
+    """torch's OneCycleLR: phase k ends on step `ends[k]` (at position 1), the first begins on
+    step 0 and each other where the one before ended; later steps belong to the last phase."""
+    begins = [0.0, *ends[:-1]]
+
+    def at(t: float) -> float:
+        k = next((i for i, end in enumerate(ends) if t <= end), len(ends) - 1)
+        b, e = begins[k], ends[k]
+        return pieces[k]((t - b) / (e - b) if e > b else 1.0)
+
+    return at
 
 
 # --- the built-ins
@@ -202,27 +229,10 @@ class FlatCos(Schedule):
         self.div_final = number("div_final", div_final, "> 0")
 
     def curve(self, plan: Plan) -> Curve:
-        # combine_scheds([pct_start, 1 - pct_start], [no-op, cos])
-        pct_start, final, n = self.pct_start, 1.0 / self.div_final, plan.steps
-
-        def lr(t: float) -> float:
-            pct = t / n
-            if pct < pct_start:
-                return 1.0
-            return anneal_cos(1.0, final, (pct - pct_start) / (1 - pct_start))
-
-        return lr
-
-
-def _cycle_momentum(setting: bool | None, optimizer: torch.optim.Optimizer) -> bool:
-    """null (auto): cycle Adam-family beta1, or SGD/RMSprop momentum when it is nonzero."""
-    d = optimizer.defaults
-    if setting is None:
-        return "betas" in d or float(d.get("momentum", 0.0)) > 0
-    if setting and "betas" not in d and "momentum" not in d:
-        name = type(optimizer).__name__
-        raise ConfigError(f"cycle_momentum=True: {name} has no momentum or betas to cycle")
-    return bool(setting)
+        # combine_scheds([pct_start, 1 - pct_start], [no-op, cos]) in fractions of the run, as
+        # fastai computes it (fastai_rule's arithmetic in steps differs in the last bits)
+        p, final, n = self.pct_start, 1.0 / self.div_final, plan.steps
+        return lambda t: 1.0 if t / n < p else anneal_cos(1.0, final, (t / n - p) / (1 - p))
 
 
 class _Momentum(Schedule):
@@ -230,11 +240,11 @@ class _Momentum(Schedule):
 
     gives_values = True
 
-    def __init__(self, owner: OneCycle | CLR) -> None:
-        self.owner = owner
+    def __init__(self, curve: Callable[[Plan], Curve]) -> None:
+        self._curve = curve
 
     def curve(self, plan: Plan) -> Curve:
-        return self.owner.momentum_curve(plan)
+        return self._curve(plan)
 
 
 class _Cyclic(Schedule):
@@ -246,8 +256,14 @@ class _Cyclic(Schedule):
         self.max_momentum = number("max_momentum", top, "[0, 1)")
 
     def companions(self, optimizer: torch.optim.Optimizer) -> dict[str, Schedule]:
-        cycles = _cycle_momentum(self.cycle_momentum, optimizer)
-        return {"momentum": _Momentum(self)} if cycles else {}  # type: ignore[arg-type]
+        # null (auto): cycle Adam-family beta1, or SGD/RMSprop momentum when it is nonzero
+        d, cycle = optimizer.defaults, self.cycle_momentum
+        if cycle and "betas" not in d and "momentum" not in d:
+            name = type(optimizer).__name__
+            raise ConfigError(f"cycle_momentum=True: {name} has no momentum or betas to cycle")
+        if cycle is None:
+            cycle = "betas" in d or float(d.get("momentum", 0.0)) > 0
+        return {"momentum": _Momentum(self.momentum_curve)} if cycle else {}
 
 
 class OneCycle(_Cyclic):
@@ -271,39 +287,22 @@ class OneCycle(_Cyclic):
         self.three_phase = choice("three_phase", three_phase, (True, False))
         self._check_momentum(cycle_momentum, base_momentum, max_momentum)
 
-    def _at(self, plan: Plan, lr: bool) -> Curve:
-        # torch.optim.lr_scheduler.OneCycleLR.get_lr, as a multiplier of the peak
-        n, anneal = plan.steps, self.anneal
+    def _phases(self, plan: Plan, values: Sequence[float]) -> Curve:
+        # OneCycleLR.get_lr: its phases end on these steps (not Phases': 2 * pct * n - 2)
+        n, p = plan.steps, self.pct_start
+        ends = [p * n - 1, 2 * p * n - 2, n - 1] if self.three_phase else [p * n - 1, n - 1]
+        return torch_rule(ends, [partial(self.anneal, a, b) for a, b in pairwise(values)])
+
+    def curve(self, plan: Plan) -> Curve:  # as a multiplier of the peak
         start = 1.0 / self.div_factor
         final = start / self.final_div_factor
-        lo_m, hi_m = self.base_momentum, self.max_momentum
-        up_end = self.pct_start * n - 1
-        # (end step, lr from, lr to, momentum from, momentum to)
-        if self.three_phase:
-            phases = [
-                (up_end, start, 1.0, hi_m, lo_m),
-                (2 * self.pct_start * n - 2, 1.0, start, lo_m, hi_m),
-                (n - 1, start, final, hi_m, hi_m),
-            ]
-        else:
-            phases = [(up_end, start, 1.0, hi_m, lo_m), (n - 1, 1.0, final, lo_m, hi_m)]
-
-        def at(t: float) -> float:
-            begin = 0.0
-            for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
-                if t <= end or i == len(phases) - 1:
-                    pct = (t - begin) / (end - begin) if end > begin else 1.0
-                    return anneal(lr0, lr1, pct) if lr else anneal(m0, m1, pct)
-                begin = end
-            raise AssertionError("unreachable")
-
-        return at
-
-    def curve(self, plan: Plan) -> Curve:
-        return self._at(plan, True)
+        return self._phases(
+            plan, (start, 1.0, start, final) if self.three_phase else (start, 1.0, final)
+        )
 
     def momentum_curve(self, plan: Plan) -> Curve:
-        return self._at(plan, False)
+        lo, hi = self.base_momentum, self.max_momentum
+        return self._phases(plan, (hi, lo, hi, hi) if self.three_phase else (hi, lo, hi))
 
 
 CLR_BASE_DIV = 6.0  # base_lr: null is peak / 6 (the seed study's factor)
@@ -323,16 +322,17 @@ class CLR(_Cyclic):
         base_momentum: float,
         max_momentum: float,
     ) -> None:
+        epochs = "a number of epochs"
         self.base_lr = (
             None
             if base_lr is None
             else number("base_lr", base_lr, ">= 0", "null (= optimizer.lr / 6) or")
         )
-        self.step_size = number("step_size", step_size, "> 0", "a number of epochs")
+        self.step_size = number("step_size", step_size, "> 0", epochs)
         self.step_size_down = (
             None
             if step_size_down is None
-            else number("step_size_down", step_size_down, "> 0", "a number of epochs")
+            else number("step_size_down", step_size_down, "> 0", epochs)
         )
         self.mode = choice("mode", mode, ("triangular", "triangular2", "exp_range"))
         self.gamma = number("gamma", gamma, "(0, 1]")
@@ -352,17 +352,16 @@ class CLR(_Cyclic):
             rise = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
             if mode == "triangular2":
                 return rise / 2.0 ** (cycle - 1)
-            if mode == "exp_range":
-                return rise * gamma**t
-            return rise
+            return rise * gamma**t if mode == "exp_range" else rise
 
         return height
 
     def curve(self, plan: Plan) -> Curve:
-        if self.base_lr is None:
-            low = 1 / CLR_BASE_DIV
-        else:
-            low = fraction("base_lr", self.base_lr, plan.ref)
+        low = (
+            1 / CLR_BASE_DIV
+            if self.base_lr is None
+            else fraction("base_lr", self.base_lr, plan.ref)
+        )
         height = self._height(plan)
         return lambda t: low + (1 - low) * height(t)
 
@@ -451,8 +450,6 @@ class Plateau(OnMetric):
             self.cooldown_left, self.bad_epochs = self.cooldown, 0
 
 
-ANNEALERS = {"cos": anneal_cos, "linear": anneal_linear, "exp": anneal_exp}
-CONVENTIONS = ("fastai", "torch")
 PHASE_KEYS = ("shape", "start", "end", "pct", "epochs", "power", "schedule")
 TOLERANCE = 1e-9  # lengths "add up" within this fraction of the run
 
@@ -500,13 +497,9 @@ def _phase(key: str, phase: Any) -> Phase:
 
 class Phases(Schedule):
     """Phases one after the other (fastai's combine_scheds): a schedule made of schedules.
-
-    `convention`, where the optimizer steps sit on the phases:
-    - fastai (combine_scheds): step t is at t / n of the n-step run; a phase that starts at c
-      steps and lasts L has position (t - c) / L (cosine, flat_cos and the warmup do this);
-    - torch (OneCycleLR): phase k ends on step (its cumulative length) - 1, where it takes its
-      `end`; the first starts on step 0, and the run's last step takes the last `end`.
-    For keys other than lr/weight_decay, start/end are the values themselves."""
+    `convention`, where the optimizer steps sit on them: `fastai_rule` (step t is at t / n of
+    the run, as in cosine, flat_cos and the warmup) or `torch_rule` (phase k ends on step (its
+    cumulative length) - 1). For keys other than lr/weight_decay, start/end are the values."""
 
     gives_values = True
 
@@ -514,7 +507,7 @@ class Phases(Schedule):
         if isinstance(phases, str | bytes) or not isinstance(phases, Sequence) or not phases:
             raise ConfigError(f"phases={_plain(phases)!r}: must be a non-empty list of phases")
         self.phases = [_phase(f"phases[{i}]", p) for i, p in enumerate(_plain(phases))]
-        self.convention = choice("convention", convention, CONVENTIONS)
+        self.convention = choice("convention", convention, ("fastai", "torch"))
         open_ended = [i for i, p in enumerate(self.phases) if p.pct is None and p.epochs is None]
         if len(open_ended) > 1:
             raise ConfigError(
@@ -546,31 +539,14 @@ class Phases(Schedule):
         return fracs  # type: ignore[return-value]
 
     def curve(self, plan: Plan) -> Curve:
-        cum = [0.0]
-        for f in self.fractions(plan.epochs):
-            cum.append(cum[-1] + f)
-        n, last = plan.steps, len(self.phases) - 1
+        n, cum = plan.steps, list(accumulate(self.fractions(plan.epochs), initial=0.0))
         bounds = [_snap(n * c) for c in cum[:-1]] + [float(n)]
         pieces = [
             self._piece(p, bounds[k + 1] - bounds[k], plan) for k, p in enumerate(self.phases)
         ]
         if self.convention == "fastai":
-
-            def fastai_fn(t: float) -> float:
-                k = min(max(bisect.bisect_right(bounds, t) - 1, 0), last)
-                return pieces[k]((t - bounds[k]) / (bounds[k + 1] - bounds[k]))
-
-            return fastai_fn
-
-        ends = [b - 1 for b in bounds[1:]]  # OneCycleLR: phase k ends (with its end) on this step
-        begins = [0.0, *ends[:-1]]
-
-        def torch_fn(t: float) -> float:
-            k = min(bisect.bisect_left(ends, t), last)
-            b, e = begins[k], ends[k]
-            return pieces[k]((t - b) / (e - b) if e > b else 1.0)
-
-        return torch_fn
+            return fastai_rule(bounds, pieces)
+        return torch_rule([b - 1 for b in bounds[1:]], pieces)
 
     @staticmethod
     def _piece(p: Phase, length: float, plan: Plan) -> Curve:
@@ -579,8 +555,9 @@ class Phases(Schedule):
             sub = p.schedule.curve(Plan(max(1, round(length)), plan.steps_per_epoch, plan.ref,
                                         length / plan.steps_per_epoch))  # fmt: skip
             return lambda pos: sub(pos * length)
-        shape, start, end, power = SHAPES[p.shape], p.start, p.end, p.power
-        return lambda pos: shape(start, end, pos, power)
+        if p.shape == "poly":
+            return partial(anneal_poly, p.start, p.end, power=p.power)
+        return partial(SHAPES[p.shape], p.start, p.end)
 
 
 def _snap(x: float) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from lrlab.errors import ConfigError
-from lrlab.optim.lr_scaling import scaling_settings
+from lrlab.optim.optimizer import scaling_settings
 from lrlab.optim.scheduler import check_scheduler
 from lrlab.utils import is_number
 

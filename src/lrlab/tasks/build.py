@@ -24,7 +24,7 @@ from lrlab.engine.step import TrainStep
 from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
-from lrlab.optim.lr_scaling import scaled_peak_lr
+from lrlab.optim.optimizer import scaled_peak_lr
 from lrlab.parallel import available_cores, is_distributed, threads_per_job
 from lrlab.utils import apply_device_settings, seed_everything, select_device, select_precision
 

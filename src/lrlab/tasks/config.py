@@ -34,8 +34,7 @@ from lrlab.lr_finder import LrFindConfig
 from lrlab.models.factory import TRAINING_KEYS
 from lrlab.models.simple_cnn import SimpleCNNConfig
 from lrlab.models.timm_backbone import TimmConfig
-from lrlab.optim.arguments import check_optimizer_arguments
-from lrlab.optim.lr_scaling import SCALING_KEYS, scaling_settings
+from lrlab.optim.optimizer import SCALING_KEYS, check_optimizer_arguments, scaling_settings
 from lrlab.optim.scheduler import RESERVED_KEYS as SCHEDULER_KEYS
 from lrlab.optim.scheduler import check_scheduler
 from lrlab.optim.switch import OptimizerSwitchConfig, check_switch, is_switching

@@ -17,7 +17,7 @@ from lrlab.engine.step import TrainStep
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig, LRFindResult, format_table, range_test, save_result
 from lrlab.lr_finder.suggestions import SKIP_END, suggestion_window
-from lrlab.optim.param_groups import set_peak_lr
+from lrlab.optim.optimizer import set_peak_lr
 from lrlab.parallel import is_main_process
 from lrlab.tasks.build import build_components
 from lrlab.tasks.config import check_config

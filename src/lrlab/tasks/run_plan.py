@@ -24,7 +24,7 @@ from lrlab.engine.batches import epoch_batches
 from lrlab.errors import ConfigError
 from lrlab.models import training_settings
 from lrlab.optim import build_optimizer, build_scheduler
-from lrlab.optim.lr_scaling import scaled_peak_lr
+from lrlab.optim.optimizer import scaled_peak_lr
 from lrlab.optim.switch import WHERE, describe, is_switching
 from lrlab.tasks.build import Components, optimizer_steps_per_epoch
 

@@ -18,7 +18,7 @@ from lrlab.engine.loop import fit
 from lrlab.engine.signals import StopSignals
 from lrlab.engine.state import TrainState
 from lrlab.errors import ConfigError, RunDirError
-from lrlab.optim.param_groups import set_peak_lr
+from lrlab.optim.optimizer import set_peak_lr
 from lrlab.parallel import world_size
 from lrlab.tasks.build import build_components, is_auto_lr, trained_augment
 from lrlab.tasks.config import check_config

@@ -95,6 +95,22 @@ def test_the_trainer_keys_default_to_auto_and_check_their_values(make_cfg):
         check(make_cfg("trainer.prefetch_factor=0", out="f"))
 
 
+def test_a_bad_compile_backend_or_mode_is_one_line_before_any_work(make_cfg, monkeypatch):
+    from lrlab.tasks import build
+
+    with pytest.raises(ConfigError, match=r"trainer.compile_mode='fastest' is not null or one of"):
+        check(make_cfg("trainer.compile_mode=fastest", out="m"))
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was built before the backend was checked")
+
+    monkeypatch.setattr(build, "build_data", no_data)
+    cfg = make_cfg("trainer.compile=true", "trainer.compile_backend=indcutor", out="b")
+    with pytest.raises(ConfigError, match=r"^trainer.compile_backend='indcutor' is not a torch."
+                       r"compile backend \(did you mean 'inductor'\?\)$"):  # fmt: skip
+        build.build_components(cfg)
+
+
 def check(cfg):
     from lrlab.tasks.config import check_config
 

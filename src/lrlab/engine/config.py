@@ -10,6 +10,7 @@ from lrlab.engine.step import PRECISIONS
 from lrlab.errors import ConfigError
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -28,6 +29,8 @@ class TrainerConfig:
     num_threads: int | None = MISSING  # torch CPU threads; null: lrlab's default (see README)
     channels_last: bool = MISSING  # NHWC memory format for conv models
     compile: bool = MISSING  # torch.compile the model for training (checkpoints load without it)
+    compile_backend: str = MISSING  # torch.compile's backend: inductor | aot_eager | eager | ...
+    compile_mode: str | None = MISSING  # null (torch's default) | reduce-overhead | max-autotune
     log_every_n_steps: int = MISSING  # step rows in metrics.jsonl every N optimizer steps
     progress_bar: bool = MISSING  # tqdm bar per epoch (off when stderr is not a terminal)
     limit_train_batches: int | None = MISSING  # use only the first N batches of each epoch
@@ -58,6 +61,11 @@ class TrainerConfig:
                 self.matmul_precision in MATMUL_PRECISIONS,
                 f"trainer.matmul_precision={self.matmul_precision!r} is not one of "
                 f"{list(MATMUL_PRECISIONS)}",
+            ),
+            (
+                self.compile_mode is None or self.compile_mode in COMPILE_MODES,
+                f"trainer.compile_mode={self.compile_mode!r} is not null or one of "
+                f"{list(COMPILE_MODES)}",
             ),
             (
                 self.prefetch_factor >= 1,

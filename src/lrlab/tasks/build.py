@@ -3,6 +3,7 @@ the LR finder and the schedule preview all build through here)."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from lrlab.engine.distributed import (
     shard_loaders,
 )
 from lrlab.engine.step import TrainStep
+from lrlab.errors import ConfigError
 from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
@@ -56,10 +58,24 @@ def is_auto_lr(cfg: DictConfig) -> bool:
     return cfg.optimizer.get("lr") == "auto"
 
 
+def check_compile_backend(backend: str) -> None:
+    import torch._dynamo  # what the first optimizer step imports anyway
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        close = difflib.get_close_matches(backend, known, 1)
+        hint = f"did you mean {close[0]!r}?" if close else "e.g. inductor, aot_eager, eager"
+        raise ConfigError(
+            f"trainer.compile_backend={backend!r} is not a torch.compile backend ({hint})"
+        )
+
+
 def build_components(cfg: DictConfig) -> Components:
     """Seeded data, model, optimizer and step function. With `optimizer.lr=auto` the optimizer
     gets a placeholder lr that the LR range test replaces."""
     t = cfg.trainer
+    if t.compile:  # before any work: a misspelt backend fails here, not after the data loads
+        check_compile_backend(str(t.compile_backend))
     seed_everything(cfg.seed)
     # Set both ways: a sequential sweep runs every job in one process.
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
@@ -100,7 +116,7 @@ def build_components(cfg: DictConfig) -> Components:
     # checkpoints load without DDP or torch.compile. DDP wraps before any layer is frozen.
     step_model = data_parallel(model, device, freezer.n_frozen > 0) if is_distributed() else model
     if t.compile:
-        step_model = torch.compile(step_model)
+        step_model = torch.compile(step_model, backend=t.compile_backend, mode=t.compile_mode)
     freezer.apply(0)  # the LR range test, like fastai's, runs on the initially frozen model
     # optimizer.lr_scaling: the peak for this run's effective batch size (None: as configured)
     scaled_lr, scaling = scaled_peak_lr(

@@ -28,6 +28,8 @@ RESUMABLE_KEYS = (
     "trainer.cudnn_benchmark",
     "trainer.num_threads",
     "trainer.compile",
+    "trainer.compile_backend",
+    "trainer.compile_mode",
     "optimized_metric",
     "trainer.device",
     "trainer.log_every_n_steps",

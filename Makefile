@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# pytest-xdist workers: auto = one per core (PYTEST_WORKERS=0 runs in one process)
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: setup train test test-fast lint format clean find-lr
 
@@ -20,10 +23,10 @@ train: setup  ## train the default experiment; pass overrides as ARGS="optimizer
 	$(BIN)/python train.py $(ARGS)
 
 test: setup  ## the whole test suite, slow end-to-end tests included (what CI runs)
-	$(BIN)/python -m pytest -m "" $(ARGS)
+	$(PYTEST) -m "" $(ARGS)
 
 test-fast: setup  ## the fast tests only (pytest's default selection)
-	$(BIN)/python -m pytest $(ARGS)
+	$(PYTEST) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

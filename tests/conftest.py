@@ -15,9 +15,21 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+import tests.helpers  # noqa: E402
 from tests.helpers import compose_cfg, make_image_folder  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_flowers_cache(tmp_path_factory):
+    """One flowers split and statistics cache for the session: under pytest-xdist the workers'
+    base temp dirs share a parent (`tests.helpers.shared_flowers_cache`)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    tests.helpers.shared_flowers_cache = shared / "flowers-cache"
+    yield
+    tests.helpers.shared_flowers_cache = None
 
 
 @pytest.fixture

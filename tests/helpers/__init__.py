@@ -23,6 +23,12 @@ FLOWERS = ROOT.parent / "shared" / "data" / "flowers"
 
 register_configs()
 
+# Where the flowers' split and channel statistics are cached for every test of a session (and
+# every xdist worker of it: the cache files are written atomically). Each is a pass over all
+# 4,300 images (~4 s); tests that check the caches themselves use folders of their own.
+# tests/conftest.py sets it; None: each test's own data dir.
+shared_flowers_cache: Path | None = None
+
 
 def compose_cfg(overrides: list[str], out_dir: Path, config_name: str = "train") -> DictConfig:
     """The config train.py would get for `overrides`, writing into `out_dir`."""
@@ -32,6 +38,9 @@ def compose_cfg(overrides: list[str], out_dir: Path, config_name: str = "train")
         cfg.paths.output_dir = str(out_dir)
         cfg.paths.data_dir = str(out_dir / "data")
         cfg.trainer.progress_bar = False
+        data = cfg.get("data") or {}
+        if shared_flowers_cache and "stats_dir" in data and str(data.get("root")) == str(FLOWERS):
+            cfg.data.stats_dir = str(shared_flowers_cache)
     return cfg
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+import tests.helpers
 from lrlab.data.augment import batch_transform, effective_augment
 from lrlab.data.transforms import image_transforms
 from lrlab.engine.step import TrainStep
@@ -218,6 +219,7 @@ def test_every_augmentation_trains_on_the_flowers_and_shows_in_the_grid(
     common = [
         "data=flowers", f"data.root={FLOWERS}", "data.image_size=32", "data.cache_images=false",
         f"augment={augment}", "augment/batch=mixup_cutmix", "augment.random_erasing=0.25",
+        f"data.stats_dir={tests.helpers.shared_flowers_cache}",  # the session's: no pass each
     ]  # fmt: skip
     cfg = make_cfg(
         *common, "trainer.epochs=1", "trainer.limit_train_batches=3",

@@ -119,7 +119,8 @@ def test_ctrl_c_stops_a_joblib_sweep_after_checkpointing_its_running_jobs(tmp_pa
 def test_submitit_local_sweep_records_reports_and_resubmits_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=slurm_local", "seed=0,1", "trainer.epochs=1"]
-    result = run_cli("train.py", *args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    # the sweep's main process is this one (the jobs are submitit's own processes)
+    result = cli_in_process("train.py", *args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for job in ("0", "1"):
         assert summary(sweep / job)["status"] == "completed"
@@ -130,20 +131,22 @@ def test_submitit_local_sweep_records_reports_and_resubmits_only_unfinished_jobs
     finished = (sweep / "0" / "metrics.jsonl").read_text()
     shutil.rmtree(sweep / "1")
     again = [*args, "trainer.resume=auto", f"hydra.sweep.dir={sweep}"]
-    result = run_cli("train.py", *again, cwd=tmp_path)
+    result = cli_in_process("train.py", *again, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (sweep / "0" / "metrics.jsonl").read_text() == finished  # reported, not retrained
     assert summary(sweep / "1")["status"] == "completed"
 
 
 @pytest.mark.slow
-def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
+def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path, monkeypatch):
     """submitit's preemption signal (USR2) mid-epoch: lrlab checkpoints, submitit requeues the
     job, which continues from the checkpoint to the records of an uninterrupted run."""
     # one thread: the reference, run in this process, computes as the job's own process does
     common = ["seed=0", "trainer.epochs=2", "trainer.log_every_n_steps=5", "trainer.num_threads=1"]
     sweep = tmp_path / "sweep"
-    result = run_cli(
+    for key, value in HELPERS_ENV.items():  # the job processes inherit this process's environment
+        monkeypatch.setenv(key, value)
+    result = cli_in_process(  # the sweep's main process is this one
         "train.py",
         "-m",
         "hydra/launcher=slurm_local",
@@ -152,7 +155,6 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_exactly(tmp_path):
         "+callbacks.preempt.step=30",  # epoch 2 of 2, 7 of 23 steps in
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        env=HELPERS_ENV,
     )
     assert result.returncode == 0, result.stderr
     job = sweep / "0"

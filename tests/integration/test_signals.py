@@ -83,10 +83,9 @@ def reference(tmp_path_factory):
     ("signum", "workers", "status"),
     [
         (signal.SIGTERM, 2, "preempted"),  # SLURM: the whole job, DataLoader workers included
-        (signal.SIGUSR1, 0, "preempted"),
         (signal.SIGINT, 2, "interrupted"),  # Ctrl-C: the terminal's whole process group
     ],
-)
+)  # SIGUSR1 (and each of these) from inside the run: test_resume, in this process
 def test_a_signal_mid_epoch_then_resume_auto_equals_an_uninterrupted_run(
     tmp_path, reference, signum, workers, status
 ):

@@ -95,20 +95,16 @@ def test_the_trainer_keys_default_to_auto_and_check_their_values(make_cfg):
         check(make_cfg("trainer.prefetch_factor=0", out="f"))
 
 
-def test_a_bad_compile_backend_or_mode_is_one_line_before_any_work(make_cfg, monkeypatch):
-    from lrlab.tasks import build
-
+def test_a_bad_compile_backend_or_mode_is_one_line_at_the_config_check(make_cfg):
+    """check_config runs before any data or records are touched (train, find_lr, the preview)."""
     with pytest.raises(ConfigError, match=r"trainer.compile_mode='fastest' is not null or one of"):
         check(make_cfg("trainer.compile_mode=fastest", out="m"))
-
-    def no_data(*args, **kwargs):
-        raise AssertionError("the data was built before the backend was checked")
-
-    monkeypatch.setattr(build, "build_data", no_data)
     cfg = make_cfg("trainer.compile=true", "trainer.compile_backend=indcutor", out="b")
     with pytest.raises(ConfigError, match=r"^trainer.compile_backend='indcutor' is not a torch."
                        r"compile backend \(did you mean 'inductor'\?\)$"):  # fmt: skip
-        build.build_components(cfg)
+        check(cfg)
+    check(make_cfg("trainer.compile=true", "trainer.compile_backend=aot_eager", out="ok"))
+    check(make_cfg("trainer.compile_backend=anything", out="off"))  # compile=false: unused
 
 
 def check(cfg):

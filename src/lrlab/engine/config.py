@@ -114,3 +114,19 @@ class TrainerConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+
+def check_compile_backend(backend: str) -> None:
+    """`trainer.compile_backend` is one of torch.compile's (only checked with compile=true:
+    listing them imports `torch._dynamo`, which the first optimizer step imports anyway)."""
+    import difflib
+
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        close = difflib.get_close_matches(backend, known, 1)
+        hint = f"did you mean {close[0]!r}?" if close else "e.g. inductor, aot_eager, eager"
+        raise ConfigError(
+            f"trainer.compile_backend={backend!r} is not a torch.compile backend ({hint})"
+        )

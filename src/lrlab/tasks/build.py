@@ -3,7 +3,6 @@ the LR finder and the schedule preview all build through here)."""
 
 from __future__ import annotations
 
-import difflib
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +21,6 @@ from lrlab.engine.distributed import (
     shard_loaders,
 )
 from lrlab.engine.step import TrainStep
-from lrlab.errors import ConfigError
 from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
@@ -58,24 +56,10 @@ def is_auto_lr(cfg: DictConfig) -> bool:
     return cfg.optimizer.get("lr") == "auto"
 
 
-def check_compile_backend(backend: str) -> None:
-    import torch._dynamo  # what the first optimizer step imports anyway
-
-    known = torch._dynamo.list_backends(exclude_tags=())
-    if backend not in known:
-        close = difflib.get_close_matches(backend, known, 1)
-        hint = f"did you mean {close[0]!r}?" if close else "e.g. inductor, aot_eager, eager"
-        raise ConfigError(
-            f"trainer.compile_backend={backend!r} is not a torch.compile backend ({hint})"
-        )
-
-
 def build_components(cfg: DictConfig) -> Components:
     """Seeded data, model, optimizer and step function. With `optimizer.lr=auto` the optimizer
     gets a placeholder lr that the LR range test replaces."""
     t = cfg.trainer
-    if t.compile:  # before any work: a misspelt backend fails here, not after the data loads
-        check_compile_backend(str(t.compile_backend))
     seed_everything(cfg.seed)
     # Set both ways: a sequential sweep runs every job in one process.
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)

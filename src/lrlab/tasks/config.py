@@ -28,7 +28,7 @@ from lrlab.data.torchvision_sets import (
     FashionMnistConfig,
     MnistConfig,
 )
-from lrlab.engine.config import TrainerConfig
+from lrlab.engine.config import TrainerConfig, check_compile_backend
 from lrlab.errors import ConfigError
 from lrlab.lr_finder import LrFindConfig
 from lrlab.models.factory import TRAINING_KEYS
@@ -138,6 +138,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.lr must be a number > 0 (or 'auto'), got {lr!r}")
     check_scheduler(cfg.scheduler)
     scaling_settings(cfg.optimizer)
+    if cfg.trainer.compile:
+        check_compile_backend(str(cfg.trainer.compile_backend))
     if cfg.get("resizing"):
         check_stages_fit(OmegaConf.to_object(cfg.resizing), cfg.trainer.epochs)
     if is_switching(cfg.get("optimizer_switch")):

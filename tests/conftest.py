@@ -23,13 +23,15 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session", autouse=True)
 def _shared_flowers_cache(tmp_path_factory):
-    """One flowers split and statistics cache for the session: under pytest-xdist the workers'
-    base temp dirs share a parent (`tests.helpers.shared_flowers_cache`)."""
+    """One flowers split and statistics cache, and one dir of runs made once, for the session:
+    under pytest-xdist the workers' base temp dirs share a parent (`tests.helpers.
+    shared_flowers_cache`, `tests.helpers.session_dir`)."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if base.name.startswith("popen-gw") else base
     tests.helpers.shared_flowers_cache = shared / "flowers-cache"
+    tests.helpers.session_dir = shared / "session"
     yield
-    tests.helpers.shared_flowers_cache = None
+    tests.helpers.shared_flowers_cache = tests.helpers.session_dir = None
 
 
 @pytest.fixture

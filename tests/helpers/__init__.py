@@ -4,8 +4,10 @@ would, make tiny image folders, and build components from a composed config."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,24 @@ register_configs()
 # 4,300 images (~4 s); tests that check the caches themselves use folders of their own.
 # tests/conftest.py sets it; None: each test's own data dir.
 shared_flowers_cache: Path | None = None
+# A dir every xdist worker of this test session shares (tests/conftest.py sets it).
+session_dir: Path | None = None
+
+
+def made_once(name: str, make: Callable[[Path], None]) -> Path:
+    """`session_dir / name`, filled by `make(dir)` once per test session: the first worker to
+    ask makes it under a file lock, the others wait for it. Only read what it holds."""
+    from filelock import FileLock
+
+    assert session_dir is not None, "made_once needs tests/conftest.py's session_dir"
+    made = session_dir / name
+    with FileLock(f"{made}.lock"):
+        if not (made / ".made").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            made.mkdir(parents=True)
+            make(made)
+            (made / ".made").touch()
+    return made
 
 
 def compose_cfg(overrides: list[str], out_dir: Path, config_name: str = "train") -> DictConfig:

@@ -4,27 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import ROOT
-
-HELPERS_PATH = os.pathsep.join([str(ROOT), str(ROOT / "src")])
-COMMON = ["trainer.progress_bar=false", "trainer.num_threads=1", "trainer.log_every_n_steps=5"]
-
-
-def train(*args: str, cwd: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    cmd = [sys.executable, *(launcher if processes > 1 else []), str(ROOT / "train.py")]
-    env = {**os.environ, "PROJECT_ROOT": str(cwd), "PYTHONPATH": HELPERS_PATH}
-    return subprocess.run(
-        [*cmd, *COMMON, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+from tests.helpers.ddp import DDP, ddp_reference, train
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -36,17 +21,11 @@ def epochs(run_dir: Path) -> list[dict]:
     return [r for r in rows(run_dir) if r["type"] == "epoch"]
 
 
-DDP = ["trainer.epochs=3", "data.batch_size=32"]  # 3 epochs of 23 steps on 2 processes
-
-
-@pytest.fixture(scope="module")
-def ddp(tmp_path_factory) -> Path:
-    """One uninterrupted 2-process run (`DDP`): the tests below compare other runs with it."""
-    cwd = tmp_path_factory.mktemp("ddp")
-    run_dir = cwd / "run"
-    result = train(*DDP, f"hydra.run.dir={run_dir}", cwd=cwd, processes=2)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+@pytest.fixture
+def ddp() -> Path:
+    """One uninterrupted 2-process run (`DDP`): the tests below, and test_launchers' two-task
+    submitit job, compare other runs with it."""
+    return ddp_reference()
 
 
 @pytest.mark.slow

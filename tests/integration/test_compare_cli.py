@@ -15,6 +15,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lrlab.analysis import compare, markdown, read_reference
 from lrlab.analysis.cli import main
@@ -260,7 +261,13 @@ def test_plot_vs_linear_axis_and_bad_keys(search: Path, tmp_path: Path) -> None:
 
 def test_seed_study_reference_names_the_comparison_recipes() -> None:
     rows = read_reference(SEED_STUDY).rows
-    groups = [*rows["group"], *rows["also"].dropna()]  # also: recipe=sgd_clr_seed (issue 20)
+    also = [g.strip() for cell in rows["also"].dropna() for g in cell.split(";")]
+    groups = [*rows["group"], *(g for g in also if g.startswith("recipe="))]  # + sgd_clr_seed
     recipes = [p.stem for p in (ROOT / "conf" / "recipe").glob("*.yaml")]
     not_in_the_seed = ("adamw", "adam_then_sgd")  # lrlab's additions (adam_then_sgd: issue 12)
     assert sorted(groups) == sorted(f"recipe={r}" for r in recipes if r not in not_in_the_seed)
+    # experiment=optimizer_comparison_tuned's groups: its optimizers but AdamW, one row each
+    tuned = [g.removeprefix("optimizer=") for g in also if g.startswith("optimizer=")]
+    sweep = yaml.safe_load((ROOT / "conf/experiment/optimizer_comparison_tuned.yaml").read_text())
+    swept = sweep["hydra"]["sweeper"]["params"]["optimizer"].split(",")
+    assert sorted(tuned) == sorted(o for o in swept if o != "adamw")

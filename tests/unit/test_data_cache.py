@@ -155,3 +155,100 @@ def test_flowers_cached_equals_uncached(make_cfg):
         loader.generator.manual_seed(3)
         first.append(next(iter(loader))[0])
     assert torch.equal(*first)
+
+
+def stored_pixels(data) -> list[bytes]:
+    return [
+        img.tobytes() for img in data.train_loader.dataset.images + data.val_loader.dataset.images
+    ]
+
+
+def test_next_run_reads_the_decoded_images_from_disk(make_cfg, odd_folder, caplog):
+    # The second build (same data dir, files and settings) reads what the first stored: the
+    # same pixels, modes and sizes, so the same batches for the same seed.
+    with caplog.at_level(logging.INFO, logger="lrlab.data"):
+        first = build(make_cfg, odd_folder, "data.cache_short_side=24")
+    stored = list((odd_folder.parent / "run" / "data" / "image_cache").glob("*.npz"))
+    assert len(stored) == 1 and "decoded 24 images (kept in" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lrlab.data"):
+        again = build(make_cfg, odd_folder, "data.cache_short_side=24")
+    assert f"found 24 decoded images in {stored[0]}" in caplog.text
+    assert stored_pixels(again) == stored_pixels(first)
+    assert [im.size for im in again.train_loader.dataset.images] == [
+        im.size for im in first.train_loader.dataset.images
+    ]
+    assert all(im.mode == "RGB" for im in again.train_loader.dataset.images)
+    x, y = all_batches(again.train_loader, 5)
+    fx, fy = all_batches(first.train_loader, 5)
+    assert torch.equal(x, fx) and torch.equal(y, fy)
+
+
+def test_disk_cache_follows_the_files_and_settings(make_cfg, odd_folder):
+    cache_dir = odd_folder.parent / "run" / "data" / "image_cache"
+    build(make_cfg, odd_folder)
+    build(make_cfg, odd_folder, "data.augment=false")  # stored after the val geometry
+    assert len(list(cache_dir.glob("*.npz"))) == 2
+    changed = odd_folder / "a" / "0.png"
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(changed)  # new size and time
+    data = build(make_cfg, odd_folder)
+    assert len(list(cache_dir.glob("*.npz"))) == 3
+    images = data.train_loader.dataset.images + data.val_loader.dataset.images
+    zeros = [im for im in images if not np.asarray(im).any()]
+    assert len(zeros) == 1  # the rewritten file's new pixels, not the stored old ones
+
+
+def test_a_broken_disk_cache_is_decoded_again(make_cfg, odd_folder, caplog):
+    first = build(make_cfg, odd_folder)
+    (stored,) = (odd_folder.parent / "run" / "data" / "image_cache").glob("*.npz")
+    stored.write_bytes(stored.read_bytes()[:100])  # a run killed mid-write elsewhere
+    with caplog.at_level(logging.WARNING, logger="lrlab.data"):
+        again = build(make_cfg, odd_folder)
+    assert f"ignoring {stored}" in caplog.text and "decoding again" in caplog.text
+    assert stored_pixels(again) == stored_pixels(first)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lrlab.data"):
+        build(make_cfg, odd_folder)  # rewritten whole by the run that decoded
+    assert "found 24 decoded images" in caplog.text
+
+
+def test_disk_cache_off_or_unwritable_still_trains(make_cfg, odd_folder, caplog):
+    data_dir = odd_folder.parent / "run" / "data"
+    off = build(make_cfg, odd_folder, "data.cache_on_disk=false")
+    assert isinstance(off.train_loader.dataset, CachedImages)
+    assert not (data_dir / "image_cache").exists()
+    (data_dir / "image_cache").write_text("a file where the folder would go")
+    with caplog.at_level(logging.WARNING, logger="lrlab.data"):
+        blocked = build(make_cfg, odd_folder)
+    assert "data.cache_on_disk: could not keep" in caplog.text
+    assert stored_pixels(blocked) == stored_pixels(off)
+
+
+def device_build(make_cfg, root, *overrides):
+    return build(make_cfg, root, "data.on_device=true", *overrides)
+
+
+def test_device_path_keeps_its_stacks_on_disk(make_cfg, odd_folder, caplog):
+    # The device path's uint8 stacks (train: centre squares for the random crop) are kept
+    # beside the decoded pixels; the next run takes them from there without reading a single
+    # image, and trains on the same tensors.
+    first = device_build(make_cfg, odd_folder)
+    cache_dir = odd_folder.parent / "run" / "data" / "image_cache"
+    names = sorted(p.name.split(".", 1)[1] for p in cache_dir.iterdir())
+    assert names == ["npz", "train.square16.npy", "val.stack.npy"]
+    again = device_build(make_cfg, odd_folder)
+    for split in ("train_loader", "val_loader"):
+        stored, kept = getattr(first, split).data, getattr(again, split).data
+        assert torch.equal(stored.images, kept.images) and torch.equal(stored.labels, kept.labels)
+        assert callable(getattr(again, split).source._images)  # no image was read
+    x, y = all_batches(again.train_loader, 4)
+    fx, fy = all_batches(first.train_loader, 4)
+    assert torch.equal(x, fx) and torch.equal(y, fy)
+    # A stack of other images (here: the wrong number) is made again, with a warning.
+    (square,) = cache_dir.glob("*.square16.npy")
+    np.save(square, np.zeros((3, 3, 16, 16), np.uint8))
+    with caplog.at_level(logging.WARNING, logger="lrlab.data"):
+        remade = device_build(make_cfg, odd_folder)
+    assert f"ignoring {square}" in caplog.text
+    assert torch.equal(remade.train_loader.data.images, first.train_loader.data.images)
+    assert np.load(square).shape == tuple(first.train_loader.data.images.shape)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lrlab.data.batched import BatchAugment, NotBatchable, Pipeline, batched_ops
+from lrlab.data.cache import CachedImages, read_array, write_array
 from lrlab.errors import ConfigError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -85,6 +86,20 @@ def _square_crops(images: list, size: int) -> list:
     return [v2.functional.center_crop(v2.functional.resize(im, size), size) for im in images]
 
 
+def _stacked(dataset: CachedImages, size: int | None) -> torch.Tensor:
+    """A CachedImages' images as one uint8 (N, C, H, W) tensor: their centre squares at `size`
+    (stored for a random crop: variable sizes allowed), else as they are. Read from the data's
+    disk cache where it keeps one (`data.cache_on_disk`), else made and kept there."""
+    file = dataset.disk_file("stack" if size is None else f"square{size}")
+    stored = read_array(file, (len(dataset), -1, size or -1, size or -1))
+    if stored is not None:
+        return torch.from_numpy(stored)
+    pil = dataset.images if size is None else _square_crops(dataset.images, size)
+    images, _ = _stack(pil, dataset.targets)
+    write_array(file, images.numpy())
+    return images
+
+
 def device_images(dataset: Any) -> DeviceImages:
     """One split (a data set lrlab builds) as `DeviceImages` on the CPU, or NotBatchable."""
     from torch.utils.data import Subset, TensorDataset
@@ -97,14 +112,17 @@ def device_images(dataset: Any) -> DeviceImages:
             raise NotBatchable("a TensorDataset that is not (images, labels)")
         images, labels = dataset.tensors
         pipeline = Pipeline()
-    elif hasattr(dataset, "images") and hasattr(dataset, "transform"):  # lrlab's CachedImages
+    elif isinstance(dataset, CachedImages):  # (not hasattr "images": that would read them)
         pipeline = batched_ops(dataset.transform)
-        pil = dataset.images if indices is None else [dataset.images[i] for i in indices]
-        if pipeline.size is not None:  # stored for a random crop: variable sizes allowed
-            pil = _square_crops(pil, pipeline.size)
-        targets = dataset.targets if indices is None else [dataset.targets[i] for i in indices]
-        images, labels = _stack(pil, targets)
-        indices = None
+        if indices is None:
+            images = _stacked(dataset, pipeline.size)
+            labels = torch.as_tensor(dataset.targets, dtype=torch.long)
+        else:
+            pil = [dataset.images[i] for i in indices]
+            if pipeline.size is not None:
+                pil = _square_crops(pil, pipeline.size)
+            images, labels = _stack(pil, [dataset.targets[i] for i in indices])
+            indices = None
     elif hasattr(dataset, "data") and hasattr(dataset, "targets"):  # torchvision CIFAR, MNIST
         pipeline = batched_ops(getattr(dataset, "transform", None))
         images, labels = _stack(list(np.asarray(dataset.data)), list(dataset.targets))

@@ -2,8 +2,9 @@
 
 A stratified, seeded validation split (or a separate `val_root`), train augmentation, and
 per-channel mean/std of the train split (cached on disk) or ImageNet's. With `cache_images`
-every image is decoded once into memory instead of every epoch; the random augmentation still
-runs per sample, with the same transforms, random draws and resulting tensors.
+every image is decoded once into memory instead of every epoch (and, with `cache_on_disk`,
+read back from disk by the next run); the random augmentation still runs per sample, with
+the same transforms, random draws and resulting tensors.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class ImageFolderConfig(DataConfig):
     cache_images: bool = MISSING  # decode once into memory (4 bytes/pixel) instead of every epoch
     cache_max_gb: float = MISSING  # above this: a warning, and decoding every epoch instead
     cache_short_side: int | None = MISSING  # stored train images' short side
-    stats_dir: str = MISSING  # where the channel statistics are cached (paths.data_dir)
+    cache_on_disk: bool = MISSING  # keep the decoded images in <stats_dir>/image_cache/
+    stats_dir: str = MISSING  # where the channel statistics (and images) are cached
     follow_links: bool = MISSING  # read links out of data.root (a link inside it is refused)
     about: str | None = MISSING  # what the data set is and where to get it (named when missing)
 
@@ -80,6 +82,7 @@ def image_folder(
     cache_max_gb: float,
     cache_short_side: int | None,
     stats_dir: str,
+    cache_on_disk: bool = False,
     follow_links: bool = False,
     augmentation: Any = None,
     test_root: str | None = None,
@@ -163,6 +166,7 @@ def image_folder(
             augmented,
             cache_short_side,
             cache_max_gb,
+            disk_dir=Path(stats_dir) if cache_on_disk else None,
         )
         if cached is not None:
             return sets(*cached)

@@ -47,6 +47,7 @@ RESUMABLE_KEYS = (
     "data.cache_dir",
     "data.cache_images",
     "data.cache_max_gb",
+    "data.cache_on_disk",
     "data.about",
     "model.weights",
 )

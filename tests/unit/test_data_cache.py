@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -243,6 +244,11 @@ def test_device_path_keeps_its_stacks_on_disk(make_cfg, odd_folder, caplog):
         assert callable(getattr(again, split).source._images)  # no image was read
     x, y = all_batches(again.train_loader, 4)
     fx, fy = all_batches(first.train_loader, 4)
+    # Pickled (for spawned workers) with its images, read then.
+    source = pickle.loads(pickle.dumps(again.val_loader.source))
+    assert [im.tobytes() for im in source.images] == [
+        im.tobytes() for im in first.val_loader.source.images
+    ]
     assert torch.equal(x, fx) and torch.equal(y, fy)
     # A stack of other images (here: the wrong number) is made again, with a warning.
     (square,) = cache_dir.glob("*.square16.npy")

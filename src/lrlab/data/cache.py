@@ -49,6 +49,10 @@ class CachedImages(Dataset):
             self._images = self._images()
         return self._images
 
+    def __getstate__(self) -> dict:
+        """Pickled (spawned DataLoader workers) with the images themselves, not their reader."""
+        return {**self.__dict__, "_images": self.images}
+
     def disk_file(self, kind: str) -> Path | None:
         """Where an array derived from these images (e.g. the device path's stack) is kept."""
         return None if self.disk_stem is None else Path(f"{self.disk_stem}.{kind}.npy")

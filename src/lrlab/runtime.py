@@ -9,6 +9,11 @@ first thing in an entry point (train.py, find_lr.py), before anything imports to
 - glibc's malloc keeps freed memory instead of returning it to the OS after every step
   (`mallopt` M_MMAP_THRESHOLD / M_TRIM_THRESHOLD). By default the per-step activations are
   given back and faulted in again each step, which shows up as system time.
+- The interpreter's exit skips its last garbage collections over every object torch and
+  torch._dynamo made (`gc.freeze()` as the last exit handler, after W&B's, logging's and
+  multiprocessing's): about 1 s of `python train.py` on a loaded 2-core machine. Objects are
+  still freed by reference counting; only objects kept alive by reference cycles are left
+  to the OS, as they would be at `os._exit`, and lrlab closes its records explicitly.
 
 Each setting steps aside where the user chose otherwise (the variable already set, another
 allocator preloaded), where it does not apply (not glibc; torch already imported), or with
@@ -17,7 +22,9 @@ allocator preloaded), where it does not apply (not glibc; torch already imported
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import gc
 import os
 import sys
 import time
@@ -42,7 +49,7 @@ def configure_process(environ: os._Environ | dict[str, str] | None = None) -> di
     env = os.environ if environ is None else environ
     if env.get(DISABLE_ENV) == "0":
         return {"process": f"unchanged ({DISABLE_ENV}=0)"}
-    return {"openmp": passive_openmp(env), "malloc": keep_freed_memory(env)}
+    return {"openmp": passive_openmp(env), "malloc": keep_freed_memory(env), "exit": quick_exit()}
 
 
 def passive_openmp(env: os._Environ | dict[str, str]) -> str:
@@ -71,6 +78,16 @@ def keep_freed_memory(env: os._Environ | dict[str, str]) -> str:
         return "unchanged (mallopt refused M_MMAP_THRESHOLD)"
     libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     return f"mallopt mmap_threshold={MMAP_THRESHOLD} trim_threshold={TRIM_THRESHOLD}"
+
+
+_EXIT_HANDLER: list[bool] = []  # registered once per process
+
+
+def quick_exit() -> str:
+    if not _EXIT_HANDLER:
+        atexit.register(gc.freeze)  # the first registered handler runs last
+        _EXIT_HANDLER.append(True)
+    return "gc.freeze() at exit"
 
 
 def torch_loaded() -> bool:

@@ -141,3 +141,29 @@ def test_first_step_hook_needs_the_variable(tmp_path, monkeypatch):
     model = torch.nn.Linear(2, 1)
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert not list(tmp_path.iterdir())
+
+
+EXIT_SCRIPT = """
+import atexit, gc, os, sys
+from lrlab.runtime import configure_process
+configure_process()
+
+class Cycle:
+    def __del__(self):
+        os.write(1, b"cycle collected at exit\\n")
+
+a = Cycle(); a.me = a; del a  # garbage only a collection finds (none runs before exit)
+gc.disable()
+atexit.register(lambda: print("later handler ran, frozen:", gc.get_freeze_count() > 0))
+"""
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_exit_skips_the_last_collections_after_every_other_handler(configured):
+    env = {**os.environ, runtime.DISABLE_ENV: "1" if configured else "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    # The later-registered handler (W&B's, logging's) runs first, before anything is frozen.
+    assert "later handler ran, frozen: False" in out
+    assert ("cycle collected at exit" in out) is not configured

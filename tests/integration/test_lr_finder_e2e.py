@@ -110,10 +110,16 @@ def test_find_lr_cli_on_default_digits(tmp_path) -> None:
     blob = json.loads((run_dir / "lr_find.json").read_text())
     assert blob["num_it"] == 100 and blob["chosen"] == "valley"
     assert (run_dir / "lr_find.png").stat().st_size > 10_000
-    # Adam on digits: every suggestion well inside the swept range, valley near Adam's usual 1e-3
-    for name, lr in blob["suggestions"].items():
-        assert 1e-6 < lr < 1.0, (name, lr)
-    assert 1e-4 < blob["suggestions"]["valley"] < 1e-1
+    # Adam on digits: valley, slide and minimum well inside the swept range, valley near Adam's
+    # usual 1e-3. steep (fastai's argmin of the slope) may fall past the divergence, where the
+    # diverged loss drifts down on a plateau below stop_div's 4x (seen at 3.3 on an AMD EPYC
+    # host, below 1 on the machines before): only a point where the smoothed loss falls.
+    suggestions = blob["suggestions"]
+    for name in ("valley", "slide", "minimum"):
+        assert 1e-6 < suggestions[name] < 1.0, (name, suggestions[name])
+    assert 1e-4 < suggestions["valley"] < 1e-1
+    i = blob["lrs"].index(suggestions["steep"])
+    assert blob["losses"]["smoothed"][i + 1] < blob["losses"]["smoothed"][i]
 
 
 def test_find_lr_cli_one_line_error_for_bad_value(tmp_path) -> None:

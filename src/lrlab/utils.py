@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import logging
 import math
+import os
 import platform
 import random
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,3 +151,22 @@ def import_target(path: str, key: str) -> Any:
     close = difflib.get_close_matches(name, [n for n in dir(module) if not n.startswith("_")], 1)
     hint = f"; did you mean {module_name}.{close[0]}?" if close else ""
     raise ConfigError(f"{key}={path!r} cannot be imported: {module_name} has no {name!r}{hint}")
+
+
+def write_cache_file(path: Path, write: Callable[[Any], object], what: str) -> bool:
+    """A cache file (split, channel statistics, decoded images): `write(binary file)` into a
+    temporary file renamed to `path`, so the other jobs of a parallel sweep never read half of
+    it. A read-only or full disk only costs the work next time: a warning naming `what`, no
+    half-written file left behind, and False."""
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+        tmp.replace(path)
+    except OSError as e:
+        logging.getLogger("lrlab.data").warning("could not cache %s at %s: %s", what, path, e)
+        with contextlib.suppress(OSError):  # where there is a tmp file (a folder may be a file)
+            tmp.unlink(missing_ok=True)
+        return False
+    return True

@@ -157,14 +157,23 @@ def test_a_stats_cache_write_cut_short_leaves_no_half_file(image_folder, tmp_pat
     from lrlab.data.stats import channel_stats
 
     files = sorted(str(f) for f in image_folder.rglob("*.png"))
-    real_write = Path.write_text
 
-    def disk_full(self, text, *args, **kwargs):
-        real_write(self, text[: len(text) // 2], *args, **kwargs)
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class DiskFull:  # the cache writer's file: half of the bytes land, then ENOSPC
+        def __init__(self, path, mode):
+            self.file = open(path, mode)  # noqa: SIM115
+
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
 
     with monkeypatch.context() as m:
-        m.setattr(Path, "write_text", disk_full)
+        m.setattr("lrlab.utils.open", DiskFull, raising=False)
         first = channel_stats(files[:20], files, 16, tmp_path)
     assert list((tmp_path / "stats_cache").iterdir()) == []
     again = channel_stats(files[:20], files, 16, tmp_path)  # computed and cached this time

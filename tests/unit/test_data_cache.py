@@ -175,6 +175,8 @@ def test_next_run_reads_the_decoded_images_from_disk(make_cfg, odd_folder, caplo
     with caplog.at_level(logging.INFO, logger="lrlab.data"):
         again = build(make_cfg, odd_folder, "data.cache_short_side=24")
     assert f"found 24 decoded images in {stored[0]}" in caplog.text
+    # The per-sample loaders read them before any worker forks (one copy, shared).
+    assert not callable(again.train_loader.dataset._images)
     assert stored_pixels(again) == stored_pixels(first)
     assert [im.size for im in again.train_loader.dataset.images] == [
         im.size for im in first.train_loader.dataset.images
@@ -221,7 +223,7 @@ def test_disk_cache_off_or_unwritable_still_trains(make_cfg, odd_folder, caplog)
     (data_dir / "image_cache").write_text("a file where the folder would go")
     with caplog.at_level(logging.WARNING, logger="lrlab.data"):
         blocked = build(make_cfg, odd_folder)
-    assert "data.cache_on_disk: could not keep" in caplog.text
+    assert "could not cache the decoded images at" in caplog.text
     assert stored_pixels(blocked) == stored_pixels(off)
 
 

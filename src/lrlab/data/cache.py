@@ -3,7 +3,6 @@ disk for the next run (`data.cache_on_disk`)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 
 from lrlab.data.transforms import load_rgb, normalize_transforms, val_geometry
 from lrlab.errors import ConfigError
+from lrlab.utils import write_cache_file
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ class CachedImages(Dataset):
     ) -> None:
         self._images, self.targets, self.transform = images, targets, transform
         self.disk_stem = disk_stem
+
+    def load(self) -> None:
+        """Read the images now (before DataLoader workers fork: they then share one copy)."""
+        _ = self.images
 
     @property
     def images(self) -> list:
@@ -244,7 +248,9 @@ def write_decoded(path: Path, images: list) -> bool:
     arrays = [np.asarray(img) for img in images]
     pixels = np.concatenate([a.reshape(-1) for a in arrays])
     shapes = np.array([a.shape for a in arrays], dtype=np.int64)
-    return write_atomically(path, lambda f: np.savez(f, pixels=pixels, shapes=shapes))
+    return write_cache_file(
+        path, lambda f: np.savez(f, pixels=pixels, shapes=shapes), "the decoded images"
+    )
 
 
 def read_array(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -264,21 +270,4 @@ def read_array(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def write_array(path: Path | None, array: np.ndarray) -> bool:
-    return path is not None and write_atomically(path, lambda f: np.save(f, array))
-
-
-def write_atomically(path: Path, write: Callable) -> bool:
-    """`write(file)` into a temporary file renamed to `path`: the jobs of a parallel sweep may
-    read it meanwhile. False (and a warning) where it cannot be written."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-        tmp.replace(path)
-    except OSError as e:  # a read-only or full disk costs only the decoding next time
-        log.warning("data.cache_on_disk: could not keep %s: %s", path, e)
-        with contextlib.suppress(OSError):  # no half-written file left behind, where there is one
-            tmp.unlink(missing_ok=True)
-        return False
-    return True
+    return path is not None and write_cache_file(path, lambda f: np.save(f, array), "an array")

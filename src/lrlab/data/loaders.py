@@ -138,6 +138,9 @@ def per_sample_loaders(
     prefetch_factor: int,
 ) -> tuple[DataLoader, DataLoader]:
     """DataLoaders: each sample transformed on its own, in `num_workers` processes."""
+    for split in (sets.train, sets.val):
+        if hasattr(split, "load"):  # images read from the disk cache when first used
+            split.load()
     common: dict[str, Any] = dict(
         batch_size=batch_size,
         num_workers=num_workers,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lrlab.errors import ConfigError
+from lrlab.utils import write_cache_file
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,8 @@ def remembered_split(
         split = json.loads(cache.read_text())
         return split["train"], split["val"]
     train_idx, val_idx = stratified_split(labels, val_fraction, seed, key_name)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    try:  # atomically: parallel sweep jobs may read it meanwhile
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"train": train_idx, "val": val_idx}))
-        tmp.replace(cache)
-    except OSError as e:  # a read-only data dir only costs the split next time
-        log.warning("could not cache the split at %s: %s", cache, e)
-        tmp.unlink(missing_ok=True)
+    split = json.dumps({"train": train_idx, "val": val_idx}).encode()
+    write_cache_file(cache, lambda f: f.write(split), "the split")
     return train_idx, val_idx
 
 

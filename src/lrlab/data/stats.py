@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from lrlab.data.transforms import load_rgb, val_geometry
+from lrlab.utils import write_cache_file
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,5 @@ def channel_stats(
     mean = total / count
     std = (total_sq / count - mean * mean).sqrt()
     stats = {"mean": mean.tolist(), "std": std.tolist()}
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    try:  # atomically: a parallel sweep's other jobs may read it meanwhile
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(stats))
-        tmp.replace(cache)
-    except OSError as e:  # a read-only data dir only costs recomputation next time
-        log.warning("could not cache channel stats at %s: %s", cache, e)
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+    write_cache_file(cache, lambda f: f.write(json.dumps(stats).encode()), "channel stats")
     return stats["mean"], stats["std"]

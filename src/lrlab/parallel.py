@@ -59,6 +59,27 @@ def threads_per_job(num_threads: int | None) -> int | None:
     return threads
 
 
+# Below this many input values in a training batch (batch x channels x height x width), one
+# torch thread trains faster than two: each op is too small to pay for waking a second OpenMP
+# thread. Measured with the default SimpleCNN on 2 cores (benchmarks/README.md, "one thread
+# for small batches"): 16,384 values (digits at 16 px) 1 thread 0.5 s faster in 5 epochs;
+# 36,864 (24 px) and 65,536 (batch 256) 2 threads 0.3-0.4 s faster.
+SMALL_BATCH_VALUES = 32_768
+
+
+def threads_for_batch(threads: int | None, batch_values: int) -> int | None:
+    """The thread count once the data is known: `threads` (the user's or the launcher's) when
+    set, else 1 for batches below SMALL_BATCH_VALUES, else None (torch's default)."""
+    if threads or batch_values >= SMALL_BATCH_VALUES:
+        return threads
+    log.info(
+        "1 torch thread: %d input values a batch are too few for more (trainer.num_threads "
+        "overrides)",
+        batch_values,
+    )
+    return 1
+
+
 # --- data parallel ranks (torchrun sets these variables in every process it starts) ---------
 
 

@@ -316,3 +316,20 @@ def test_channels_last_and_num_threads_reach_the_model_and_torch(make_cfg):
         )
     finally:
         torch.set_num_threads(threads)
+
+
+def test_small_cpu_batches_train_on_one_thread_and_the_next_job_gets_the_default_back(
+    make_cfg, monkeypatch
+):
+    monkeypatch.setattr(build, "TORCH_DEFAULT_THREADS", 2)
+    threads = torch.get_num_threads()
+    try:
+        build.build_components(make_cfg("data.image_size=16", "data.batch_size=64"))  # 16,384
+        assert torch.get_num_threads() == 1
+        # A sequential sweep's next job, with batches big enough for two threads.
+        build.build_components(make_cfg("data.image_size=16", "data.batch_size=128"))  # 32,768
+        assert torch.get_num_threads() == 2
+        build.build_components(make_cfg("data.image_size=16", "trainer.num_threads=2"))
+        assert torch.get_num_threads() == 2  # the user's choice wins
+    finally:
+        torch.set_num_threads(threads)

@@ -9,7 +9,13 @@ import pytest
 
 from lrlab.cli.launchers import RESUME, RequeueResumes
 from lrlab.engine.signals import StopSignals
-from lrlab.parallel import CONCURRENT_JOBS_ENV, concurrent_jobs, threads_per_job
+from lrlab.parallel import (
+    CONCURRENT_JOBS_ENV,
+    SMALL_BATCH_VALUES,
+    concurrent_jobs,
+    threads_for_batch,
+    threads_per_job,
+)
 
 
 @pytest.fixture
@@ -27,6 +33,12 @@ def test_threads_follow_the_concurrent_jobs(monkeypatch, cores):
     monkeypatch.setenv(CONCURRENT_JOBS_ENV, "16")
     assert threads_per_job(None) == 1  # never 0
     assert threads_per_job(3) == 3  # trainer.num_threads wins
+
+
+def test_small_batches_get_one_thread_unless_a_count_was_chosen():
+    assert threads_for_batch(None, SMALL_BATCH_VALUES - 1) == 1
+    assert threads_for_batch(None, SMALL_BATCH_VALUES) is None  # torch's default
+    assert threads_for_batch(4, 16) == 4  # trainer.num_threads or the launcher's share
 
 
 def test_negative_n_jobs_follow_joblib(monkeypatch):

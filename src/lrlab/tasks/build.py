@@ -25,10 +25,12 @@ from lrlab.models import build_model, training_settings
 from lrlab.models.freezing import Freezer
 from lrlab.optim import build_optimizer
 from lrlab.optim.optimizer import scaled_peak_lr
-from lrlab.parallel import available_cores, is_distributed, threads_per_job
+from lrlab.parallel import available_cores, is_distributed, threads_for_batch, threads_per_job
 from lrlab.utils import apply_device_settings, seed_everything, select_device, select_precision
 
 log = logging.getLogger(__name__)
+
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before any run sets its own
 
 # `optimizer.lr=auto`: the optimizer is built with this lr, then the LR finder rescales it.
 PLACEHOLDER_LR = 1e-3
@@ -64,8 +66,8 @@ def build_components(cfg: DictConfig) -> Components:
     # Set both ways: a sequential sweep runs every job in one process.
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
     threads = threads_per_job(t.num_threads)  # cores / jobs when a launcher runs several at once
-    if threads:
-        torch.set_num_threads(threads)
+    # Set every time: a sequential sweep runs its jobs in one process.
+    torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
     device = device_of_this_rank(select_device(t.device))
     apply_device_settings(device, t.cudnn_benchmark, t.matmul_precision, t.deterministic)
     precision = select_precision(str(t.precision), device)
@@ -90,6 +92,9 @@ def build_components(cfg: DictConfig) -> Components:
     if is_distributed():  # torchrun (or a multi-task SLURM job): this process's shard
         init_process_group()
         data = shard_loaders(data, cfg.seed)
+    if device.type == "cpu":  # one thread where the batches are too small for two
+        batch_values = int(cfg.data.batch_size) * data.in_channels * data.image_size**2
+        torch.set_num_threads(threads_for_batch(threads, batch_values) or TORCH_DEFAULT_THREADS)
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(device)
     if t.channels_last:  # NHWC convolutions: 1.3x faster flowers epochs on CPU (benchmarks/)
         model = model.to(memory_format=torch.channels_last)

@@ -73,9 +73,9 @@ def threads_for_batch(threads: int | None, batch_values: int) -> int | None:
     if threads or batch_values >= SMALL_BATCH_VALUES:
         return threads
     log.info(
-        "1 torch thread: %d input values a batch are too few for more (trainer.num_threads "
+        "1 torch thread: %s input values a batch are too few for more (trainer.num_threads "
         "overrides)",
-        batch_values,
+        f"{batch_values:,}",
     )
     return 1
 

@@ -63,7 +63,7 @@ def threads_per_job(num_threads: int | None) -> int | None:
 # torch thread trains faster than two: each op is too small to pay for waking a second OpenMP
 # thread. Measured with the default SimpleCNN on 2 cores (benchmarks/README.md, "one thread
 # for small batches"): 16,384 values (digits at 16 px) 1 thread 0.5 s faster in 5 epochs;
-# 36,864 (24 px) and 65,536 (batch 256) 2 threads 0.3-0.4 s faster.
+# 36,864 (24 px) and 65,536 (32 px, or batch 256) 2 threads 0.3-1.7 s faster.
 SMALL_BATCH_VALUES = 32_768
 
 

@@ -63,10 +63,10 @@ def build_components(cfg: DictConfig) -> Components:
     gets a placeholder lr that the LR range test replaces."""
     t = cfg.trainer
     seed_everything(cfg.seed)
-    # Set both ways: a sequential sweep runs every job in one process.
+    # Both set on every build, never left as the last job set them: a sequential sweep runs
+    # every job in one process.
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
     threads = threads_per_job(t.num_threads)  # cores / jobs when a launcher runs several at once
-    # Set every time: a sequential sweep runs its jobs in one process.
     torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
     device = device_of_this_rank(select_device(t.device))
     apply_device_settings(device, t.cudnn_benchmark, t.matmul_precision, t.deterministic)
